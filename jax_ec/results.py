@@ -1,0 +1,511 @@
+"""Experiment results: per-scheme learning curves, statistics, and atomic I/O.
+
+An experiment runs several *schemes* (e.g. ``"no_attack"``, ``"signsgd_mv"``,
+``"bernoulli_r2"``), each for ``T`` independent trials evaluated at the same
+``E`` evaluation steps.  :class:`SchemeCurves` holds one scheme's results; the
+functions here turn them into summary statistics (Student-t confidence
+intervals over trials, time-to-target), tidy CSV files, plots, and JSON run
+metadata.
+
+Every file is written atomically (temporary file in the destination directory,
+then :func:`os.replace`), so an interrupted run never leaves a half-written
+file behind.  This module is pure NumPy/SciPy/Matplotlib; JAX is only imported
+lazily by :func:`run_metadata`.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+CI_LEVEL = 0.95
+"""Confidence level used by :func:`summarize` and :func:`plot_curves`."""
+
+METRICS_COLUMNS = ("scheme", "trial", "step", "sim_time", "wall_time", "metric_name", "metric")
+"""Header of the tidy metrics CSV, one row per (scheme, trial, eval point)."""
+
+SUMMARY_COLUMNS = (
+    "scheme",
+    "metric",
+    "trials",
+    "final_mean",
+    "final_ci_low",
+    "final_ci_high",
+    "final_std",
+    "target",
+    "reached",
+    "steps_to_target_mean",
+    "steps_to_target_ci_low",
+    "steps_to_target_ci_high",
+    "simtime_to_target_mean",
+    "simtime_to_target_ci_low",
+    "simtime_to_target_ci_high",
+    "final_sim_time_mean",
+    "wall_time_s",
+)
+"""Columns of each row returned by :func:`summarize`, in order."""
+
+METADATA_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+"""Distributions whose versions :func:`run_metadata` records."""
+
+
+@dataclass(frozen=True, eq=False)
+class SchemeCurves:
+    """Evaluation curves of one scheme over ``T`` trials and ``E`` eval points.
+
+    Attributes:
+        scheme: scheme name, e.g. ``"bernoulli_r2"``.
+        steps: ``(E,)`` int, the evaluation steps shared by all trials.
+        sim_time: ``(T, E)`` float, simulated cluster time at each eval point,
+            per trial (random codes give different times per trial).
+        wall_time: ``(T, E)`` float, wall-clock seconds since the start of the
+            scheme's run at each eval point (may be identical for all trials
+            when trials run vectorised).
+        metric: ``(T, E)`` float, metric value (higher is better).
+        metric_name: name of the metric, e.g. ``"test_auc"``.
+
+    Inputs are converted with :func:`numpy.asarray`; ``T >= 1`` and ``E >= 1``
+    are required and shapes are checked, raising :class:`ValueError`.
+    Equality and hashing are by identity (``eq=False``), since element-wise
+    array comparison has no single truth value.
+    """
+
+    scheme: str
+    steps: np.ndarray
+    sim_time: np.ndarray
+    wall_time: np.ndarray
+    metric: np.ndarray
+    metric_name: str
+
+    def __post_init__(self) -> None:
+        steps = np.asarray(self.steps)
+        if steps.ndim != 1 or steps.size == 0:
+            raise ValueError(
+                f"{self.scheme!r}: steps must be a non-empty 1-D array, got shape {steps.shape}"
+            )
+        if not np.issubdtype(steps.dtype, np.integer):
+            raise ValueError(f"{self.scheme!r}: steps must be integers, got dtype {steps.dtype}")
+        object.__setattr__(self, "steps", steps)
+        num_evals = steps.shape[0]
+        for name in ("sim_time", "wall_time", "metric"):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] != num_evals:
+                raise ValueError(
+                    f"{self.scheme!r}: {name} must have shape (T, {num_evals}) with T >= 1 "
+                    f"(one column per eval step), got shape {value.shape}"
+                )
+            object.__setattr__(self, name, value)
+        shapes = {self.sim_time.shape, self.wall_time.shape, self.metric.shape}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"{self.scheme!r}: sim_time, wall_time and metric must share one shape (T, E), "
+                f"got {self.sim_time.shape}, {self.wall_time.shape}, {self.metric.shape}"
+            )
+
+    @property
+    def num_trials(self) -> int:
+        """Number of trials ``T``."""
+        return self.metric.shape[0]
+
+
+def mean_ci(
+    x: np.ndarray, axis: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and two-sided Student-t confidence interval of the mean along ``axis``.
+
+    With ``n`` samples, sample mean ``m`` and unbiased standard deviation
+    ``s`` (``ddof=1``)::
+
+        half = t_{(1 + level) / 2, n - 1} * s / sqrt(n)
+        (mean, low, high) = (m, m - half, m + half)
+
+    where ``t_{q, df}`` is the ``q`` quantile of Student's t with ``df``
+    degrees of freedom.  With a single sample the interval is undefined and
+    ``low``/``high`` are NaN (the mean is still returned); with no samples all
+    three are NaN.  NaNs in ``x`` propagate to the results.
+
+    Returns:
+        ``(mean, low, high)``, each of ``x``'s shape with ``axis`` removed.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    reduced_shape = np.delete(np.array(x.shape), axis)
+    if n == 0:
+        nan = np.full(reduced_shape, np.nan)[()]
+        return nan, nan.copy(), nan.copy()
+    mean = x.mean(axis=axis)
+    if n == 1:
+        half = np.full(reduced_shape, np.nan)[()]
+    else:
+        half = stats.t.ppf(0.5 + level / 2.0, df=n - 1) * x.std(axis=axis, ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def time_to_target(curves: SchemeCurves, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and simulated time at which each trial first reaches ``target``.
+
+    For trial ``i`` let ``k_i = min{k : metric[i, k] >= target}``; then
+    ``steps_to_target[i] = steps[k_i]`` and
+    ``simtime_to_target[i] = sim_time[i, k_i]``.  Trials that never reach the
+    target (NaN metrics never do) get NaN in both.
+
+    Returns:
+        ``(steps_to_target, simtime_to_target)``, both ``(T,)`` float.
+    """
+    with np.errstate(invalid="ignore"):
+        hit = curves.metric >= target
+    reached = hit.any(axis=1)
+    first = hit.argmax(axis=1)
+    steps = np.where(reached, curves.steps[first].astype(float), np.nan)
+    sim_time = np.where(reached, curves.sim_time[np.arange(curves.num_trials), first], np.nan)
+    return steps, sim_time
+
+
+def _sample_std(x: np.ndarray) -> float:
+    """Unbiased (``ddof=1``) standard deviation of a 1-D sample; NaN if ``len(x) < 2``."""
+    return float(np.std(x, ddof=1)) if x.size >= 2 else math.nan
+
+
+def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dict[str, Any]]:
+    """One summary row per scheme, with keys :data:`SUMMARY_COLUMNS` in order.
+
+    * ``final_*``: mean, :data:`CI_LEVEL` Student-t CI (:func:`mean_ci`) and
+      ``ddof=1`` std over trials of the metric at the last eval point.
+    * ``target``: the target (NaN when ``None``); ``reached``: fraction of
+      trials whose metric ever reaches it (NaN when ``target`` is ``None``).
+    * ``steps_to_target_*`` / ``simtime_to_target_*``: mean and CI of
+      :func:`time_to_target` over the trials that reached the target only
+      (all NaN when none did or ``target`` is ``None``; CI NaN when one did).
+    * ``final_sim_time_mean``: mean over trials of the simulated time at the
+      last eval point.
+    * ``wall_time_s``: mean over trials of the wall time at the last eval
+      point, i.e. the scheme run's elapsed wall-clock seconds.
+    """
+    rows = []
+    for curves in curves_list:
+        final = curves.metric[:, -1]
+        final_mean, final_low, final_high = mean_ci(final, level=CI_LEVEL)
+        if target is None:
+            reached = math.nan
+            steps_stats = simtime_stats = (math.nan,) * 3
+        else:
+            steps, sim_time = time_to_target(curves, target)
+            ok = ~np.isnan(steps)
+            reached = float(ok.mean())
+            steps_stats = mean_ci(steps[ok], level=CI_LEVEL)
+            simtime_stats = mean_ci(sim_time[ok], level=CI_LEVEL)
+        values = (
+            curves.scheme,
+            curves.metric_name,
+            curves.num_trials,
+            final_mean,
+            final_low,
+            final_high,
+            _sample_std(final),
+            math.nan if target is None else target,
+            reached,
+            *steps_stats,
+            *simtime_stats,
+            curves.sim_time[:, -1].mean(),
+            curves.wall_time[:, -1].mean(),
+        )
+        row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
+        rows.append({k: v if isinstance(v, (str, int)) else float(v) for k, v in row.items()})
+    return rows
+
+
+def _default_file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give a new file (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, creating parent directories.
+
+    The bytes go to a temporary file in the destination directory, which is
+    flushed, fsynced and then :func:`os.replace`-d onto ``path``; readers see
+    either the old file or the complete new one.  On failure the temporary
+    file is removed and the exception re-raised.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def _csv_text(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    """Render a header and rows as CSV text with ``\\n`` line endings."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_metrics_csv(path: str | os.PathLike, curves_list: list[SchemeCurves]) -> None:
+    """Write a tidy CSV with header :data:`METRICS_COLUMNS`, atomically.
+
+    One row per (scheme, trial, eval point), trials numbered ``0..T-1``.
+    Floats are written with ``repr`` precision, so :func:`read_metrics_csv`
+    round-trips exactly.  Scheme names must be unique.
+    """
+    schemes = [c.scheme for c in curves_list]
+    if len(set(schemes)) != len(schemes):
+        raise ValueError(f"scheme names must be unique, got {schemes}")
+    rows = [
+        (
+            c.scheme,
+            trial,
+            int(step),
+            float(c.sim_time[trial, k]),
+            float(c.wall_time[trial, k]),
+            c.metric_name,
+            float(c.metric[trial, k]),
+        )
+        for c in curves_list
+        for trial in range(c.num_trials)
+        for k, step in enumerate(c.steps)
+    ]
+    atomic_write_text(path, _csv_text(METRICS_COLUMNS, rows))
+
+
+def read_metrics_csv(path: str | os.PathLike) -> list[SchemeCurves]:
+    """Read a CSV written by :func:`write_metrics_csv` back into curves.
+
+    Schemes keep their order of first appearance, trials are sorted by id and
+    eval points keep file order.  Raises :class:`ValueError` on a wrong
+    header, on trials of one scheme with different eval steps, or on more than
+    one metric name per scheme.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = tuple(next(reader, ()))
+        if header != METRICS_COLUMNS:
+            raise ValueError(f"{path}: expected header {METRICS_COLUMNS}, got {header}")
+        # scheme -> trial -> list of (step, sim_time, wall_time, metric); scheme -> metric names
+        data: dict[str, dict[int, list[tuple[int, float, float, float]]]] = {}
+        names: dict[str, set[str]] = {}
+        for scheme, trial, step, sim_time, wall_time, metric_name, metric in reader:
+            points = data.setdefault(scheme, {}).setdefault(int(trial), [])
+            points.append((int(step), float(sim_time), float(wall_time), float(metric)))
+            names.setdefault(scheme, set()).add(metric_name)
+
+    curves_list = []
+    for scheme, trials in data.items():
+        if len(names[scheme]) != 1:
+            raise ValueError(f"{path}: scheme {scheme!r} has several metric names {names[scheme]}")
+        per_trial = [np.array(trials[t], dtype=float) for t in sorted(trials)]
+        steps = per_trial[0][:, 0]
+        if any(p.shape != per_trial[0].shape or (p[:, 0] != steps).any() for p in per_trial):
+            raise ValueError(f"{path}: trials of scheme {scheme!r} have different eval steps")
+        table = np.stack(per_trial)  # (T, E, 4)
+        curves_list.append(
+            SchemeCurves(
+                scheme=scheme,
+                steps=steps.astype(np.int64),
+                sim_time=table[:, :, 1],
+                wall_time=table[:, :, 2],
+                metric=table[:, :, 3],
+                metric_name=names[scheme].pop(),
+            )
+        )
+    return curves_list
+
+
+def write_summary_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write :func:`summarize` rows as CSV with header :data:`SUMMARY_COLUMNS`, atomically.
+
+    Every row must have exactly the keys :data:`SUMMARY_COLUMNS`.
+    """
+    for row in rows:
+        if set(row) != set(SUMMARY_COLUMNS):
+            raise ValueError(
+                f"summary row keys differ from SUMMARY_COLUMNS: {sorted(set(row) ^ set(SUMMARY_COLUMNS))}"
+            )
+    atomic_write_text(path, _csv_text(SUMMARY_COLUMNS, [tuple(r[c] for c in SUMMARY_COLUMNS) for r in rows]))
+
+
+def _fmt(value: float) -> str:
+    """Compact number: 4 significant digits, whole numbers from 1e4 up, ``-`` for NaN."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _fmt_ci(mean: float, low: float, high: float) -> str:
+    """``mean [low, high]``, or just ``mean`` when the interval is undefined."""
+    if math.isnan(low) or math.isnan(high):
+        return _fmt(mean)
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def format_summary_table(rows: list[dict[str, Any]]) -> str:
+    """Fixed-width plain-text table of :func:`summarize` rows for the terminal.
+
+    Columns: scheme, metric, trials, final mean [CI], percentage of trials
+    reaching the target, and steps / simulated time to target as mean [CI].
+    NaN is shown as ``-``; the CI is omitted when undefined (one trial).
+    """
+    pct = int(round(100 * CI_LEVEL))
+    header = (
+        "scheme",
+        "metric",
+        "trials",
+        f"final mean [{pct}% CI]",
+        "reached",
+        f"steps to target [{pct}% CI]",
+        f"sim time to target [{pct}% CI]",
+    )
+    body = [
+        (
+            str(r["scheme"]),
+            str(r["metric"]),
+            str(r["trials"]),
+            _fmt_ci(r["final_mean"], r["final_ci_low"], r["final_ci_high"]),
+            "-" if math.isnan(r["reached"]) else f"{100 * r['reached']:.0f}%",
+            _fmt_ci(r["steps_to_target_mean"], r["steps_to_target_ci_low"], r["steps_to_target_ci_high"]),
+            _fmt_ci(
+                r["simtime_to_target_mean"], r["simtime_to_target_ci_low"], r["simtime_to_target_ci_high"]
+            ),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+
+    def render(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([render(header), rule, *(render(line) for line in body)])
+
+
+def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title: str = "") -> None:
+    """Save a two-panel PNG of metric vs step and metric vs simulated time, atomically.
+
+    Each scheme is drawn as the mean over trials with a :data:`CI_LEVEL`
+    Student-t band (:func:`mean_ci`; no band with one trial).  In the
+    simulated-time panel the x coordinate of eval point ``k`` is the mean
+    simulated time over trials, ``mean_i sim_time[i, k]``.  Uses the Agg
+    canvas directly, without pyplot, so no global backend state is touched.
+    """
+    if not curves_list:
+        raise ValueError("plot_curves needs at least one SchemeCurves")
+    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_step, ax_time = fig.subplots(1, 2, sharey=True)
+    for curves in curves_list:
+        mean, low, high = mean_ci(curves.metric, axis=0, level=CI_LEVEL)
+        sim_time = curves.sim_time.mean(axis=0)
+        for ax, x in ((ax_step, curves.steps), (ax_time, sim_time)):
+            (line,) = ax.plot(x, mean, label=curves.scheme)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    metric_names = ", ".join(dict.fromkeys(c.metric_name for c in curves_list))
+    ax_step.set_xlabel("step")
+    ax_time.set_xlabel("simulated time")
+    ax_step.set_ylabel(metric_names)
+    for ax in (ax_step, ax_time):
+        ax.grid(True, alpha=0.3)
+    ax_time.legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _package_version(name: str) -> str | None:
+    """Installed version of distribution ``name``, or ``None`` if not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def run_metadata() -> dict[str, Any]:
+    """Software/hardware description of the current run (no hostname).
+
+    Keys: ``python``, ``versions`` (``{package: version | None}`` for
+    :data:`METADATA_PACKAGES`), ``platform`` (:func:`platform.platform`),
+    ``machine``, ``jax_backend`` (``jax.default_backend()``) and
+    ``jax_devices`` (list of ``{"platform", "device_kind"}``); the last two
+    are ``None`` when JAX is not importable.
+    """
+    metadata: dict[str, Any] = {
+        "python": platform.python_version(),
+        "versions": {name: _package_version(name) for name in METADATA_PACKAGES},
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    try:
+        import jax
+    except ImportError:
+        metadata["jax_backend"] = None
+        metadata["jax_devices"] = None
+    else:
+        metadata["jax_backend"] = jax.default_backend()
+        metadata["jax_devices"] = [
+            {"platform": d.platform, "device_kind": d.device_kind} for d in jax.devices()
+        ]
+    return metadata
+
+
+def _to_jsonable(obj: Any) -> Any:
+    """Recursively convert NumPy scalars/arrays, tuples and non-finite floats to strict JSON types.
+
+    NaN and +/-inf become ``None``; dict keys become strings.
+    """
+    if isinstance(obj, np.ndarray):
+        return _to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _to_jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented, strict JSON, atomically.
+
+    NumPy scalars and arrays are converted to Python numbers and lists, and
+    NaN/inf to ``null`` (see :func:`_to_jsonable`).
+    """
+    text = json.dumps(_to_jsonable(obj), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
