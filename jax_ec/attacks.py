@@ -1,0 +1,93 @@
+"""Byzantine attacks and Byzantine placement.
+
+A Byzantine worker replaces its honest local vote ``c_i`` (a vector in {−1, 0, +1}^d) by a message
+chosen by the adversary. Attacks (DESIGN.md §1):
+
+* ``reverse``     — ``−c_i`` (the official code negates each partition sign, which negates the vote);
+* ``directional`` — a constant vector ``direction · 1`` (CIFAR script: −1, Amazon script: +1);
+* ``random``      — i.i.d. uniform ±1 per coordinate;
+* ``omniscient``  — ``−sign(Σ_j s_j)``: a vote against the true majority of all partition signs.
+* ``none``        — honest behaviour (the no-attack baseline).
+
+Placement of the ``b`` Byzantine workers:
+
+* ``uniform``     — ``b`` distinct workers drawn uniformly per trial, fixed for the run (the paper);
+* ``most_loaded`` — the ``b`` workers with the largest loads (code-aware adversary; ties to the
+  lower index);
+* ``per_step``    — ``b`` workers redrawn uniformly at every step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ATTACKS", "PLACEMENTS", "attack_messages", "uniform_placement",
+           "most_loaded_placement", "byzantine_mask", "check_attack", "check_placement"]
+
+ATTACKS: tuple[str, ...] = ("none", "reverse", "directional", "random", "omniscient")
+PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step")
+# Attacks whose messages need randomness.
+RANDOM_ATTACKS: frozenset[str] = frozenset({"random"})
+
+
+def check_attack(attack: object, field: str = "attack") -> str:
+    """Return ``attack`` if it names a known attack, else raise one clear ``ValueError``."""
+    if attack not in ATTACKS:
+        raise ValueError(f"{field}: unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
+    return str(attack)
+
+
+def check_placement(placement: object, field: str = "placement") -> str:
+    """Return ``placement`` if it names a known Byzantine placement, else raise ``ValueError``."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"{field}: unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
+    return str(placement)
+
+
+def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | None,
+                    direction: int | jax.Array = 1) -> jax.Array:
+    """What every worker would send if it were Byzantine, shape ``(n, d)`` like the honest votes ``C``.
+
+    ``S`` (k, d) holds the partition signs (used by the omniscient attack); ``key`` is needed only
+    by the random attack. The caller keeps the honest votes of honest workers.
+    """
+    if attack == "none":
+        return C
+    if attack == "reverse":
+        return -C
+    if attack == "directional":
+        return jnp.broadcast_to(jnp.asarray(direction, C.dtype), C.shape)
+    if attack == "random":
+        if key is None:
+            raise ValueError("key: the random attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
+        return jax.random.rademacher(key, C.shape, dtype=C.dtype)
+    if attack == "omniscient":
+        truth = jnp.sign(jnp.ones((S.shape[0],), S.dtype) @ S)
+        return jnp.broadcast_to(-truth, C.shape)
+    raise ValueError(f"attack: unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
+
+
+def _lowest_ranked(scores: jax.Array, b: int | jax.Array) -> jax.Array:
+    """Boolean mask of the ``b`` entries with the smallest score (stable: ties to the lower index)."""
+    rank = jnp.argsort(jnp.argsort(scores, stable=True), stable=True)
+    return rank < b
+
+
+def uniform_placement(key: jax.Array, n: int, b: int | jax.Array) -> jax.Array:
+    """``b`` distinct Byzantine workers out of ``n``, uniformly at random: boolean mask ``(n,)``."""
+    return _lowest_ranked(jax.random.uniform(key, (n,)), b)
+
+
+def most_loaded_placement(G: jax.Array, b: int | jax.Array) -> jax.Array:
+    """The ``b`` workers with the largest loads ``Σ_j G[i, j]`` (ties to the lower index)."""
+    return _lowest_ranked(-jnp.asarray(G).sum(axis=1), b)
+
+
+def byzantine_mask(placement: str, key: jax.Array, G: jax.Array, b: int | jax.Array) -> jax.Array:
+    """Byzantine set for a trial (``per_step`` gives the first step's set; redraw with the step key)."""
+    if placement in ("uniform", "per_step"):
+        return uniform_placement(key, G.shape[0], b)
+    if placement == "most_loaded":
+        return most_loaded_placement(G, b)
+    raise ValueError(f"placement: unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")

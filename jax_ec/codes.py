@@ -1,0 +1,185 @@
+"""Allocation matrices ("codes") of election coding.
+
+An allocation matrix ``G`` has shape ``(n, k)``: ``G[i, j] = 1`` when worker ("polling station")
+``i`` processes data partition ("voter") ``j``. The redundancy of a code is the mean number of
+partitions per worker,
+
+    r(G) = (Σ_ij G[i, j]) / n,
+
+and the load of worker ``i`` is its row sum ``Σ_j G[i, j]``. An iteration of the simulated cluster
+lasts as long as its busiest worker, so ``max_i load_i`` sets the simulated clock.
+
+Codes provided here:
+
+* :func:`uncoded` — ``G = I_n``: plain SignSGD with majority vote (r = 1);
+* :func:`bernoulli` / :func:`draw_bernoulli` — ``G[i, j] ~ Bernoulli(p)`` i.i.d. with ``p = r / n``
+  (Sohn et al. 2020, random Bernoulli codes), optionally redrawn until no worker is empty as the
+  paper's CIFAR script does;
+* :func:`paper_code_n5` — the deterministic 1-Byzantine-tolerant example of the official code
+  (n = 5, r = 3.8);
+* :func:`from_matrix` / :func:`load_code` — a user-given 0/1 matrix (nested list, array, CSV file).
+
+Host-side functions return NumPy ``int8`` arrays; :func:`draw_bernoulli` is the jit/vmap-safe JAX
+draw used inside trainers (one code per trial key).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "uncoded",
+    "bernoulli",
+    "draw_bernoulli",
+    "paper_code_n5",
+    "from_matrix",
+    "load_code",
+    "validate_allocation",
+    "redundancy",
+    "loads",
+]
+
+
+def validate_allocation(G: object, n: int | None = None, k: int | None = None,
+                        name: str = "G") -> np.ndarray:
+    """Check that ``G`` is a 2-D 0/1 matrix (of shape ``(n, k)`` when given) and return it as int8.
+
+    Raises ``ValueError`` naming the field, the offending value and what is allowed.
+    """
+    try:
+        arr = np.asarray(G)
+    except Exception as exc:  # ragged nested lists
+        raise ValueError(f"{name}: cannot be read as a matrix ({exc}); expected a 2-D 0/1 array") from None
+    if arr.dtype == object:
+        raise ValueError(f"{name}: rows have different lengths; expected a 2-D 0/1 array of shape (n, k)")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: has shape {arr.shape}; expected a 2-D 0/1 array of shape (n, k)")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name}: has shape {arr.shape}; expected at least one worker and one partition")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise ValueError(f"{name}: has dtype {arr.dtype}; expected 0/1 numbers")
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: entry [{i}, {j}] is {arr[i, j]!r}; allocation entries must be 0 or 1")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name}: has {arr.shape[0]} rows (workers); expected n = {n}")
+    if k is not None and arr.shape[1] != k:
+        raise ValueError(f"{name}: has {arr.shape[1]} columns (partitions); expected k = {k}")
+    return arr.astype(np.int8)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: got {value!r}; expected an integer >= 1")
+    return int(value)
+
+
+def uncoded(n: int) -> np.ndarray:
+    """``G = I_n``: each worker holds its own partition (SignSGD-MV, redundancy 1)."""
+    n = _check_positive_int("n", n)
+    return np.eye(n, dtype=np.int8)
+
+
+def draw_bernoulli(key: jax.Array, n: int, k: int, p: float | jax.Array,
+                   nonempty_rows: bool = False) -> jax.Array:
+    """Draw ``G[i, j] ~ Bernoulli(p)`` i.i.d. (shape ``(n, k)``, float32 0/1), jit- and vmap-safe.
+
+    With ``nonempty_rows`` the whole matrix is redrawn until every worker holds at least one
+    partition (the paper's CIFAR script does this); the expected number of redraws is
+    ``1 / (1 - (1 - p)^k)^n``. ``p`` may be traced (a per-trial value).
+    """
+    def draw(key: jax.Array) -> jax.Array:
+        return jax.random.bernoulli(key, p, (n, k)).astype(jnp.float32)
+
+    if not nonempty_rows:
+        return draw(key)
+
+    def has_empty_row(carry):
+        _, G = carry
+        return jnp.any(G.sum(axis=1) == 0)
+
+    def redraw(carry):
+        key, _ = carry
+        key, sub = jax.random.split(key)
+        return key, draw(sub)
+
+    key, sub = jax.random.split(key)
+    _, G = jax.lax.while_loop(has_empty_row, redraw, (key, draw(sub)))
+    return G
+
+
+def bernoulli(seed: int, n: int, r: float, k: int | None = None,
+              nonempty_rows: bool = False) -> np.ndarray:
+    """A random Bernoulli code with connection probability ``p = r / n`` (``k`` defaults to ``n``).
+
+    The realised redundancy ``redundancy(G)`` is random with mean ``k·p`` (= r when k = n); read it
+    off the returned matrix. Same draw as :func:`draw_bernoulli` with ``jax.random.PRNGKey(seed)``.
+    """
+    n = _check_positive_int("n", n)
+    k = n if k is None else _check_positive_int("k", k)
+    if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)) or not (0 < r <= n):
+        raise ValueError(f"r: got {r!r}; expected a redundancy in (0, n] = (0, {n}]")
+    G = draw_bernoulli(jax.random.PRNGKey(int(seed)), n, k, float(r) / n, bool(nonempty_rows))
+    return np.asarray(G, dtype=np.int8)
+
+
+def paper_code_n5() -> np.ndarray:
+    """The official code's deterministic example: n = k = 5, perfectly 1-Byzantine-tolerant, r = 3.8.
+
+    Rows (1-based partitions): {1}, {2, 3, 4}, and three workers holding all five partitions.
+    """
+    return np.array(
+        [[1, 0, 0, 0, 0],
+         [0, 1, 1, 1, 0],
+         [1, 1, 1, 1, 1],
+         [1, 1, 1, 1, 1],
+         [1, 1, 1, 1, 1]],
+        dtype=np.int8,
+    )
+
+
+def from_matrix(G: Sequence[Sequence[int]] | np.ndarray, n: int | None = None,
+                k: int | None = None) -> np.ndarray:
+    """A user-given allocation matrix (nested list or array), validated as 0/1 of shape (n, k)."""
+    return validate_allocation(G, n=n, k=k)
+
+
+def load_code(path: str | os.PathLike, n: int | None = None, k: int | None = None) -> np.ndarray:
+    """Read an allocation matrix from a CSV (comma- or whitespace-separated 0/1 rows) or ``.npy`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"code file: {str(p)!r} does not exist; expected a CSV or .npy 0/1 matrix")
+    if p.suffix == ".npy":
+        arr = np.load(p)
+    else:
+        text = p.read_text().replace(",", " ")
+        rows = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        try:
+            arr = np.array([[float(x) for x in row] for row in rows])
+        except ValueError as exc:
+            raise ValueError(f"code file {str(p)!r}: {exc}; expected rows of 0/1 numbers") from None
+        except Exception:
+            raise ValueError(f"code file {str(p)!r}: rows have different lengths") from None
+    return validate_allocation(arr, n=n, k=k, name=f"code file {str(p)!r}")
+
+
+def redundancy(G: np.ndarray | jax.Array) -> float | jax.Array:
+    """``r = (number of ones in G) / n``: the mean number of partitions per worker."""
+    if isinstance(G, jax.Array):
+        return G.sum() / G.shape[0]
+    G = validate_allocation(G)
+    return float(G.sum()) / G.shape[0]
+
+
+def loads(G: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
+    """Per-worker computational load: the row sums ``Σ_j G[i, j]`` (partitions processed by worker i)."""
+    if isinstance(G, jax.Array):
+        return G.sum(axis=1)
+    return validate_allocation(G).sum(axis=1).astype(np.int64)
