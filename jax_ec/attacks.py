@@ -81,7 +81,7 @@ def uniform_placement(key: jax.Array, n: int, b: int | jax.Array) -> jax.Array:
 
 def most_loaded_placement(G: jax.Array, b: int | jax.Array) -> jax.Array:
     """The ``b`` workers with the largest loads ``Σ_j G[i, j]`` (ties to the lower index)."""
-    return _lowest_ranked(-jnp.asarray(G).sum(axis=1), b)
+    return _lowest_ranked(-jnp.asarray(G, jnp.float32).sum(axis=1), b)
 
 
 def byzantine_mask(placement: str, key: jax.Array, G: jax.Array, b: int | jax.Array) -> jax.Array:

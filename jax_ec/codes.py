@@ -67,7 +67,7 @@ def validate_allocation(G: object, n: int | None = None, k: int | None = None,
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{name}: entry [{i}, {j}] is {arr[i, j]!r}; allocation entries must be 0 or 1")
+        raise ValueError(f"{name}: entry [{i}, {j}] is {arr[i, j].item()!r}; allocation entries must be 0 or 1")
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"{name}: has {arr.shape[0]} rows (workers); expected n = {n}")
     if k is not None and arr.shape[1] != k:

@@ -99,7 +99,7 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
         if not isinstance(byz, jax.core.Tracer) and not np.isin(np.asarray(byz), (0, 1)).all():
             raise ValueError("byzantine: expected booleans (or 0/1), one per worker")
         byz = byz.astype(jnp.bool_)
-    if direction not in (1, -1):
+    if isinstance(direction, bool) or direction not in (1, -1):
         raise ValueError(f"direction: got {direction!r}; allowed: 1, -1")
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise ValueError(f"noise_std: got {noise_std!r}; expected a finite value >= 0")

@@ -1,0 +1,44 @@
+"""Command line: ``jax-ec run [CONFIG] [--out DIR] [--trials T] [--set key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jax-ec", description="Election-coded SignSGD simulator (JAX).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment config (default: the paper's Amazon setting)")
+    run.add_argument("config", nargs="?", default=None, help="YAML config (default: the packaged Amazon job)")
+    run.add_argument("--out", default=None, help="results folder (default: the config's out_dir)")
+    run.add_argument("--trials", type=int, default=None, help="trials per scheme (overrides the config)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set optim.lr=1e-4 --set schemes.2.r=3")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        try:
+            if args.trials is not None and args.trials < 1:
+                raise ConfigError(f"--trials: got {args.trials}; expected an integer >= 1")
+            cfg, _ = load_config(args.config, args.overrides, args.trials)
+            from .experiment import run_experiment
+            result = run_experiment(cfg, args.out, progress_bar=not args.no_progress)
+        except (ConfigError, FileNotFoundError) as exc:
+            print(f"jax-ec: error: {exc}", file=sys.stderr)
+            return 2
+        print(result.table())
+        print(f"\nresults written to {result.out_dir}/ (metrics.csv, summary.csv, curves.png, run.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Election-coded SignSGD training: one run is a pure function of (config, scheme, key).
+
+Per step ``t`` of a trial (DESIGN.md §1):
+
+1. the minibatch of each of the ``k`` partitions is selected (``shards``: partition ``j`` owns a
+   fixed shard of the training set and contributes ``B/k`` samples per step, Amazon style;
+   ``split``: a global minibatch of ``B`` samples is cut into ``k`` contiguous partitions, CIFAR
+   style);
+2. every partition gradient ``g_j`` is computed **once** with ``vmap`` over partitions, however
+   many workers hold partition ``j``;
+3. workers may keep a momentum per partition, ``m_j ← β m_j + (1 − β) g_j`` (Amazon rule), and the
+   election (:mod:`jax_ec.election`) turns the ``k`` signals into the global vote ``v``;
+4. the master applies ``v`` with optax: ``u = v + λθ``, heavy-ball ``h ← μh + u``,
+   ``θ ← θ − γ_t h`` (CIFAR rule; with λ = μ = 0 this is the Amazon rule ``θ ← θ − γ_t v``).
+
+Steps run under ``lax.scan``; trials run in one call with ``jax.vmap`` over keys. Each trial's key
+is split by purpose: code draw, Byzantine set, init, data order, noise, attack.
+
+For the sparse logistic regression (Amazon) a second, exact formulation is used when it applies
+(:class:`SparseLogRegTrainer`): its cost grows with the coordinates a step touches, not with
+``k·D``. A momentum decay never changes a sign, so a partition's sign, and hence the vote, can only
+change at coordinates the partition's samples touch; between touches the parameter moves by the
+stored vote times the summed step sizes, applied lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from .attacks import byzantine_mask, uniform_placement
+from .codes import draw_bernoulli, load_code, paper_code_n5, validate_allocation
+from .config import ConfigError, ExperimentConfig, SchemeConfig
+from .election import election, partition_signs
+from .tasks import Task
+
+__all__ = ["Plan", "make_plan", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
+           "SPARSE_ATTACKS"]
+
+# Attacks whose message at a coordinate depends only on that coordinate's partition signs.
+SPARSE_ATTACKS = ("none", "reverse", "directional", "omniscient")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything static about one scheme's runs (shapes, names, schedule), resolved from a config."""
+    scheme: str
+    code: str
+    n: int
+    k: int
+    b: int
+    attack: str
+    direction: int
+    placement: str
+    r: float | None
+    nonempty_rows: bool
+    matrix: np.ndarray | None
+    noise_std: float
+    partitioning: str
+    batch_size: int
+    per_partition: int
+    steps_per_epoch: int
+    total_steps: int
+    shuffle: bool
+    lr: float
+    lr_boundaries: tuple[int, ...]  # in steps
+    lr_decay: float
+    momentum: float
+    weight_decay: float
+    worker_momentum: float
+    t_partition: float
+    bandwidth: float
+
+    def lr_at(self, steps: np.ndarray | jax.Array) -> jax.Array:
+        """Step size ``γ_t``: ``lr · decay^(number of boundaries ≤ t)``."""
+        count = sum((steps >= b).astype(jnp.int32) for b in self.lr_boundaries) if self.lr_boundaries else 0
+        return jnp.float32(self.lr) * jnp.float32(self.lr_decay) ** count
+
+    def lr_sum(self, t0: jax.Array, t1: jax.Array) -> jax.Array:
+        """``Σ_{t0 ≤ s < t1} γ_s`` computed per piecewise-constant segment (integer counts × step size)."""
+        edges = (0, *self.lr_boundaries)
+        total = jnp.zeros(jnp.broadcast_shapes(jnp.shape(t0), jnp.shape(t1)), jnp.float32)
+        for i, lo in enumerate(edges):
+            hi = edges[i + 1] if i + 1 < len(edges) else np.iinfo(np.int32).max
+            count = jnp.clip(jnp.minimum(t1, hi) - jnp.maximum(t0, lo), 0, None)
+            total = total + jnp.float32(self.lr * self.lr_decay ** i) * count.astype(jnp.float32)
+        return total
+
+
+def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Plan:
+    """Resolve a scheme of a validated config into a :class:`Plan`; data-size errors raise here."""
+    k = cfg.scheme_k(scheme)
+    per = cfg.batch_size // k
+    if cfg.partitioning == "shards":
+        shard = num_train // k
+        spe = shard // per
+        if spe < 1:
+            raise ConfigError(f"batch_size: got {cfg.batch_size}; each of the k = {k} shards holds {shard} "
+                              f"samples, fewer than the {per} it must contribute per step")
+    else:
+        spe = num_train // cfg.batch_size
+        if spe < 1:
+            raise ConfigError(f"batch_size: got {cfg.batch_size}; larger than the {num_train} training samples")
+    matrix = None
+    if scheme.code == "matrix":
+        matrix = (load_code(scheme.matrix, n=cfg.n) if isinstance(scheme.matrix, str)
+                  else validate_allocation(scheme.matrix, n=cfg.n))
+    elif scheme.code == "paper_n5":
+        matrix = paper_code_n5()
+    return Plan(
+        scheme=scheme.name, code=scheme.code, n=cfg.n, k=k, b=cfg.scheme_b(scheme),
+        attack=cfg.scheme_attack(scheme), direction=cfg.direction, placement=cfg.placement,
+        r=scheme.r, nonempty_rows=scheme.nonempty_rows, matrix=matrix, noise_std=cfg.noise_std,
+        partitioning=cfg.partitioning, batch_size=cfg.batch_size, per_partition=per,
+        steps_per_epoch=spe, total_steps=cfg.steps if cfg.steps is not None else cfg.epochs * spe,
+        shuffle=cfg.task.shuffle, lr=cfg.optim.lr,
+        lr_boundaries=tuple(e * spe for e in cfg.optim.lr_boundaries), lr_decay=cfg.optim.lr_decay,
+        momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
+        worker_momentum=cfg.optim.worker_momentum, t_partition=cfg.time.t_partition,
+        bandwidth=cfg.time.bandwidth,
+    )
+
+
+class TrialKeys(NamedTuple):
+    data: jax.Array
+    noise: jax.Array
+    attack: jax.Array
+    placement: jax.Array
+
+
+class TrialState(NamedTuple):
+    """State of one trial of the direct formulation."""
+    params: Any
+    opt_state: Any
+    worker_mom: jax.Array  # (k, d) per-partition momentum (zeros, unused when β = 0)
+    G: jax.Array           # (n, k) allocation, float32 0/1
+    byzantine: jax.Array   # (n,) bool, the fixed Byzantine set
+    step: jax.Array        # int32
+    keys: TrialKeys
+
+
+class Trainer:
+    """The direct formulation: dense partition gradients ``(k, d)`` and a dense election per step.
+
+    ``init(key)`` draws the code, the Byzantine set and the initial parameters of one trial;
+    ``run(state, data, num_steps)`` advances it under ``lax.scan``; ``evaluate(state, data)`` returns
+    the task metric; ``train(key, data)`` is the whole run as one pure function of the key.
+    All are safe under ``jax.vmap`` over trials (``data`` is shared: ``in_axes=None``).
+    """
+
+    # How trials are batched by default on this formulation: vmap turns per-trial gathers and
+    # scatters into batched ones, which XLA:CPU runs slower than one trial after another.
+    preferred_batching = "vmap"
+
+    def __init__(self, plan: Plan, task: Task):
+        self.plan = plan
+        self.task = task
+        master = [optax.add_decayed_weights(plan.weight_decay)] if plan.weight_decay > 0 else []
+        schedule = (optax.piecewise_constant_schedule(plan.lr, {b: plan.lr_decay for b in plan.lr_boundaries})
+                    if plan.lr_boundaries else plan.lr)
+        master.append(optax.sgd(schedule, momentum=plan.momentum if plan.momentum > 0 else None))
+        self.optimizer = optax.chain(*master)
+        shapes = jax.eval_shape(task.init, jax.random.PRNGKey(0))
+        self.num_params = int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes)))
+
+    # ---------------------------------------------------------------- per-trial randomness
+    def draw_code(self, key: jax.Array) -> jax.Array:
+        """The trial's allocation matrix ``G`` (n, k) as float32."""
+        p = self.plan
+        if p.code == "uncoded":
+            return jnp.eye(p.n, dtype=jnp.float32)
+        if p.code == "bernoulli":
+            return draw_bernoulli(key, p.n, p.k, p.r / p.n, p.nonempty_rows)
+        return jnp.asarray(p.matrix, jnp.float32)
+
+    def _setup(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, TrialKeys]:
+        k_code, k_byz, k_init, k_data, k_noise, k_attack = jax.random.split(key, 6)
+        G = self.draw_code(k_code)
+        byz = byzantine_mask(self.plan.placement, k_byz, G, self.plan.b)
+        return G, byz, k_init, TrialKeys(k_data, k_noise, k_attack, k_byz)
+
+    def init(self, key: jax.Array) -> TrialState:
+        G, byz, k_init, keys = self._setup(key)
+        params = self.task.init(k_init)
+        flat, _ = ravel_pytree(params)
+        mom_dim = flat.shape[0] if self.plan.worker_momentum > 0 else 0
+        return TrialState(params, self.optimizer.init(params),
+                          jnp.zeros((self.plan.k, mom_dim), jnp.float32), G, byz, jnp.int32(0), keys)
+
+    # ---------------------------------------------------------------- one step
+    def batch_rows(self, key: jax.Array, step: jax.Array) -> jax.Array:
+        """Training-set rows of each partition at ``step``: int32 ``(k, B/k)``."""
+        p = self.plan
+        epoch, pos = step // p.steps_per_epoch, step % p.steps_per_epoch
+        epoch_key = jax.random.fold_in(key, epoch)
+        n_train = self.task.num_train
+        if p.partitioning == "shards":
+            shard = n_train // p.k
+            offsets = pos * p.per_partition + jnp.arange(p.per_partition)
+            if p.shuffle:
+                perms = jax.vmap(lambda j: jax.random.permutation(jax.random.fold_in(epoch_key, j), shard))(
+                    jnp.arange(p.k))
+                local = jnp.take_along_axis(perms, jnp.broadcast_to(offsets, (p.k, p.per_partition)), axis=1)
+            else:
+                local = jnp.broadcast_to(offsets, (p.k, p.per_partition))
+            return (jnp.arange(p.k)[:, None] * shard + local).astype(jnp.int32)
+        offsets = pos * p.batch_size + jnp.arange(p.batch_size)
+        rows = jax.random.permutation(epoch_key, n_train)[offsets] if p.shuffle else offsets
+        return rows.reshape(p.k, p.per_partition).astype(jnp.int32)
+
+    def partition_grads(self, params: Any, xs: jax.Array, ys: jax.Array) -> jax.Array:
+        """``(k, d)`` flat gradients, one per partition, each computed once (vmap over partitions)."""
+        grads = jax.vmap(jax.grad(self.task.loss), in_axes=(None, 0, 0))(params, xs, ys)
+        return jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
+
+    def step_byzantine(self, state: TrialState) -> jax.Array:
+        """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement)."""
+        if self.plan.placement == "per_step":
+            return uniform_placement(jax.random.fold_in(state.keys.placement, state.step), self.plan.n, self.plan.b)
+        return state.byzantine
+
+    def vote(self, state: TrialState, data: tuple) -> tuple[jax.Array, jax.Array]:
+        """The global vote of this step and the new worker momentum."""
+        p = self.plan
+        train_x, train_y = data[0], data[1]
+        rows = self.batch_rows(state.keys.data, state.step)
+        g = self.partition_grads(state.params, train_x[rows], train_y[rows])
+        mom = state.worker_mom
+        if p.worker_momentum > 0:
+            mom = p.worker_momentum * mom + (1.0 - p.worker_momentum) * g
+            g = mom
+        noise_key = jax.random.fold_in(state.keys.noise, state.step) if p.noise_std > 0 else None
+        S = partition_signs(g, noise_key, p.noise_std)
+        v = election(state.G, S, self.step_byzantine(state), p.attack,
+                     jax.random.fold_in(state.keys.attack, state.step), p.direction)
+        return v, mom
+
+    def step(self, state: TrialState, data: tuple) -> TrialState:
+        v, mom = self.vote(state, data)
+        _, unravel = ravel_pytree(state.params)
+        updates, opt_state = self.optimizer.update(unravel(v), state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state._replace(params=params, opt_state=opt_state, worker_mom=mom, step=state.step + 1)
+
+    # ---------------------------------------------------------------- loops and metrics
+    def run(self, state, data: tuple, num_steps: int):
+        """Advance ``num_steps`` steps under ``lax.scan``."""
+        return jax.lax.scan(lambda s, _: (self.step(s, data), None), state, None, length=num_steps)[0]
+
+    def params_of(self, state) -> Any:
+        return state.params
+
+    def evaluate(self, state, data: tuple) -> jax.Array:
+        return self.task.evaluate(self.params_of(state), data[2], data[3])
+
+    def eval_steps(self, eval_every: int) -> np.ndarray:
+        """Steps at which the metric is recorded: 0, eval_every, 2·eval_every, …, and the last step."""
+        steps = list(range(0, self.plan.total_steps, eval_every)) + [self.plan.total_steps]
+        return np.array(steps, dtype=np.int64)
+
+    def train(self, key: jax.Array, data: tuple, eval_every: int) -> jax.Array:
+        """The whole run as one pure function of the key: the metric at every eval step ``(E,)``."""
+        state = self.init(key)
+        metrics = [self.evaluate(state, data)]
+        steps = self.eval_steps(eval_every)
+        full, rest = divmod(self.plan.total_steps, eval_every)
+
+        def chunk(s, _):
+            s = self.run(s, data, eval_every)
+            return s, self.evaluate(s, data)
+
+        state, chunk_metrics = jax.lax.scan(chunk, state, None, length=full)
+        out = jnp.concatenate([jnp.stack(metrics), chunk_metrics])
+        if rest:
+            state = self.run(state, data, rest)
+            out = jnp.concatenate([out, self.evaluate(state, data)[None]])
+        assert out.shape[0] == steps.shape[0]
+        return out
+
+    def iteration_time(self, G: np.ndarray) -> float:
+        """Simulated seconds per iteration: the busiest worker's load plus communication (1 bit/coord)."""
+        busiest = float(np.max(np.asarray(G).sum(axis=-1)))
+        comm = self.num_params / self.plan.bandwidth if self.plan.bandwidth > 0 else 0.0
+        return busiest * self.plan.t_partition + comm
+
+
+class SparseState(NamedTuple):
+    """State of one trial of the touched-coordinates formulation (sparse logistic regression).
+
+    ``theta`` holds θ_{a_c} and ``vote`` the vote v_{a_c} of the step ``a_c = anchor[c]`` at which
+    coordinate ``c`` was last touched, so that at the start of step t
+    ``θ_t[c] = theta[c] − vote[c] · Σ_{a_c ≤ s < t} γ_s``. The partition momenta are stored rescaled,
+    ``m_j[c] = mom[c, j] · β^(t − ref)`` after step t (one positive factor for all coordinates, so
+    ``sign(mom) = sign(m)``): a step adds ``(1 − β) g_j β^−(t − ref)`` at the touched coordinates
+    only, and :meth:`SparseLogRegTrainer.run` folds the factor back in every few steps.
+    """
+    theta: jax.Array    # (D,)
+    vote: jax.Array     # (D,)
+    anchor: jax.Array   # (D,) int32
+    mom: jax.Array      # (D, k), coordinate-major so that a coordinate's k signs are contiguous
+    ref: jax.Array      # int32: the step whose momentum equals mom
+    G: jax.Array
+    byzantine: jax.Array
+    step: jax.Array
+    keys: TrialKeys
+
+
+class SparseLogRegTrainer(Trainer):
+    """Exact touched-coordinates formulation for the sparse logistic regression with worker momentum.
+
+    Applies with ``worker_momentum > 0``, plain sign steps at the master (no master momentum or
+    weight decay), no noise, a fixed Byzantine set and an attack whose message at a coordinate depends
+    only on that coordinate's partition signs (none, reverse, directional, omniscient). Gives the same
+    votes as :class:`Trainer` (tested); costs O(k · B · F) per step instead of O(n · k · D).
+    A coordinate no partition has touched yet has all partition signs 0, so its vote is the constant
+    election outcome on an all-zero column (e.g. +1 under a directional +1 attack with b > 0).
+    """
+
+    preferred_batching = "map"
+
+    # Largest number of steps between two rescalings of the momentum: β^−R stays below 1e30.
+    @property
+    def rescale_every(self) -> int:
+        return max(1, int(30 * np.log(10) / -np.log(self.plan.worker_momentum)))
+
+    @staticmethod
+    def applies(plan: Plan, task: Task) -> bool:
+        return (task.sparse_logreg and plan.worker_momentum > 0 and plan.momentum == 0
+                and plan.weight_decay == 0 and plan.noise_std == 0 and plan.attack in SPARSE_ATTACKS
+                and plan.placement != "per_step")
+
+    def init(self, key: jax.Array) -> SparseState:
+        G, byz, k_init, keys = self._setup(key)
+        theta = self.task.init(k_init)["w"]
+        dim = theta.shape[0]
+        zero_column = jnp.zeros((self.plan.k, 1), jnp.float32)
+        v0 = election(G, zero_column, byz, self.plan.attack, None, self.plan.direction)[0]
+        return SparseState(theta, jnp.full((dim,), v0), jnp.zeros((dim,), jnp.int32),
+                           jnp.zeros((dim, self.plan.k), jnp.float32), jnp.int32(-1), G, byz,
+                           jnp.int32(0), keys)
+
+    def step(self, state: SparseState, data: tuple) -> SparseState:
+        p, t = self.plan, state.step
+        beta = jnp.float32(p.worker_momentum)
+        get = dict(mode="promise_in_bounds")
+        rows = self.batch_rows(state.keys.data, t)
+        idx = data[0].at[rows].get(**get)                     # (k, B/k, F) touched coordinates
+        y = data[1].at[rows].get(**get)                       # (k, B/k)
+        # θ_t at the touched coordinates (lazy: stored value minus the stored vote times Σγ).
+        theta_t = (state.theta.at[idx].get(**get)
+                   - state.vote.at[idx].get(**get) * p.lr_sum(state.anchor.at[idx].get(**get), t))
+        residual = (jax.nn.sigmoid(theta_t.sum(-1)) - y) / p.per_partition      # dℓ/dz per sample
+        # m_j ← β m_j + (1 − β) g_j, in the rescaled form: add (1 − β) g_j β^−(t − ref) where touched.
+        scale = (1.0 - beta) * beta ** (-(t - state.ref).astype(jnp.float32))
+        part = jnp.broadcast_to(jnp.arange(p.k)[:, None, None], idx.shape)
+        mom = state.mom.at[idx, part].add(jnp.broadcast_to(scale * residual[..., None], idx.shape), **get)
+        # Election at every touched coordinate, on all k partition signs there.
+        coords = idx.reshape(-1)
+        S = jnp.sign(mom.at[coords].get(**get)).T             # (k, touched)
+        v = election(state.G, S, state.byzantine, p.attack, None, p.direction)
+        theta = state.theta.at[coords].set(theta_t.reshape(-1), **get)
+        vote = state.vote.at[coords].set(v, **get)
+        anchor = state.anchor.at[coords].set(t, **get)
+        return state._replace(theta=theta, vote=vote, anchor=anchor, mom=mom, step=t + 1)
+
+    def rescale(self, state: SparseState) -> SparseState:
+        """Fold the pending factor β^(t − 1 − ref) into the stored momentum (ref ← t − 1)."""
+        factor = jnp.float32(self.plan.worker_momentum) ** (state.step - 1 - state.ref).astype(jnp.float32)
+        return state._replace(mom=state.mom * factor, ref=state.step - 1)
+
+    def run(self, state: SparseState, data: tuple, num_steps: int) -> SparseState:
+        done = 0
+        while done < num_steps:
+            length = min(self.rescale_every, num_steps - done)
+            state = super().run(self.rescale(state), data, length)
+            done += length
+        return state
+
+    def params_of(self, state: SparseState) -> dict:
+        """Materialize θ after the last completed step (applies every pending lazy update)."""
+        return {"w": state.theta - state.vote * self.plan.lr_sum(state.anchor, state.step)}
+
+
+def make_train(cfg: ExperimentConfig, scheme: SchemeConfig | str, task: Task,
+               fast_path: bool | None = None) -> Trainer:
+    """The trainer of one scheme: the touched-coordinates formulation where it applies, else direct."""
+    if isinstance(scheme, str):
+        matches = [s for s in cfg.schemes if s.name == scheme]
+        if not matches:
+            raise ConfigError(f"scheme: unknown scheme {scheme!r}; allowed: {', '.join(s.name for s in cfg.schemes)}")
+        scheme = matches[0]
+    plan = make_plan(cfg, scheme, task.num_train)
+    use_fast = cfg.fast_path if fast_path is None else fast_path
+    if use_fast and SparseLogRegTrainer.applies(plan, task):
+        return SparseLogRegTrainer(plan, task)
+    return Trainer(plan, task)

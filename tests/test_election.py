@@ -1,0 +1,338 @@
+"""Tests for jax_ec.election against the loop-based NumPy oracle in tests/reference.py.
+
+Shapes are drawn from a small fixed set so that every jitted function compiles only a few times.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from jax_ec.attacks import ATTACKS, attack_messages
+from jax_ec.election import corrupt, elect, election, global_vote, local_votes
+from reference import reference_elect
+
+# (n, k, d): odd and even k, k < n, k > n, a single worker.
+SHAPES = [(5, 5, 7), (7, 4, 9), (6, 9, 8), (1, 3, 5)]
+ODD_K_SHAPES = [(5, 5, 7), (6, 9, 8), (7, 3, 6)]
+# Values with many exact zeros and opposite signs, so local sums and the master's sum tie often.
+TIE_VALUES = [-1.0, 0.0, 1.0]
+FEW = settings(max_examples=25, deadline=None)
+
+
+def random_messages_for(key: jax.Array, n: int, d: int) -> np.ndarray:
+    """The random attack's messages exactly as jax_ec.election._elect draws them."""
+    _, attack_key = jax.random.split(key)
+    return np.asarray(jax.random.rademacher(attack_key, (n, d), dtype=jnp.float32))
+
+
+def check_against_reference(G, grads, byz, attack, direction=1, key=None):
+    n, d = np.shape(G)[0], np.shape(grads)[1]
+    if attack == "random" and key is None:
+        key = jax.random.PRNGKey(0)
+    msgs = random_messages_for(key, n, d) if attack == "random" else None
+    got = np.asarray(elect(G, grads, byz, attack, key=key, direction=direction))
+    want = reference_elect(G, grads, byz, attack, direction=direction, random_messages=msgs)
+    np.testing.assert_array_equal(got, want, err_msg=f"attack={attack} G={G} byz={byz} grads={grads}")
+    assert set(np.unique(got)) <= {-1.0, 0.0, 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Differential tests against the reference
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_reference_seeded_sweep(attack, shape):
+    """Bernoulli G over a range of p (incl. empty rows and all-ones), tie-heavy grads, all b."""
+    n, k, d = shape
+    rng = np.random.default_rng(zlib.crc32(repr((attack, shape)).encode()))
+    for trial, p in enumerate([0.0, 0.15, 0.3, 0.5, 0.8, 1.0]):
+        G = (rng.random((n, k)) < p).astype(np.int8)
+        if trial == 2 and n > 1:
+            G[0] = 0  # force an empty worker
+        grads = rng.choice(TIE_VALUES, size=(k, d))
+        if trial % 2:
+            grads = grads * rng.integers(1, 4, size=(k, d))  # magnitudes must not matter
+        byz = rng.random(n) < rng.choice([0.0, 0.3, 0.6, 1.0])
+        check_against_reference(G, grads, byz, attack, direction=int(rng.choice([-1, 1])),
+                                key=jax.random.PRNGKey(trial))
+
+
+@st.composite
+def election_case(draw, shapes=SHAPES):
+    n, k, d = draw(st.sampled_from(shapes))
+    G = draw(hnp.arrays(np.int8, (n, k), elements=st.integers(0, 1)))
+    grads = draw(hnp.arrays(np.float32, (k, d),
+                            elements=st.sampled_from([-1.0, 0.0, 1.0, -2.5, 0.25, 1e-30])))
+    byz = draw(hnp.arrays(np.bool_, (n,), elements=st.booleans()))
+    return G, grads, byz
+
+
+@FEW
+@given(case=election_case(), attack=st.sampled_from(ATTACKS), direction=st.sampled_from([-1, 1]),
+       seed=st.integers(0, 3))
+def test_matches_reference_hypothesis(case, attack, direction, seed):
+    G, grads, byz = case
+    check_against_reference(G, grads, byz, attack, direction, key=jax.random.PRNGKey(seed))
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_matches_reference_with_noise(attack):
+    """With noise_std > 0 the partition signs are sign(g + σ ξ), ξ = normal(noise_key)."""
+    n, k, d = 5, 5, 7
+    rng = np.random.default_rng(7)
+    G = (rng.random((n, k)) < 0.5).astype(np.int8)
+    grads = rng.normal(size=(k, d)).astype(np.float32)
+    byz = np.array([True, False, False, True, False])
+    key = jax.random.PRNGKey(11)
+    noise_key, _ = jax.random.split(key)
+    sigma = np.float32(0.7)
+    noisy = np.asarray(grads + sigma * np.asarray(jax.random.normal(noise_key, (k, d), jnp.float32)),
+                       dtype=np.float32)
+    msgs = random_messages_for(key, n, d) if attack == "random" else None
+    got = np.asarray(elect(G, grads, byz, attack, key=key, noise_std=float(sigma)))
+    want = reference_elect(G, noisy, byz, attack, random_messages=msgs)
+    np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------
+
+def true_majority(grads: np.ndarray) -> np.ndarray:
+    return np.sign(np.sign(grads).sum(axis=0))
+
+
+@FEW
+@given(shape=st.sampled_from([(5, 7), (4, 9), (1, 5)]), data=st.data(), attack=st.sampled_from(ATTACKS))
+def test_uncoded_without_byzantines_is_signsgd_mv(shape, data, attack):
+    k, d = shape
+    grads = data.draw(hnp.arrays(np.float32, (k, d), elements=st.sampled_from([-3.0, -1.0, 0.0, 0.5, 2.0])))
+    got = elect(np.eye(k, dtype=np.int8), grads, np.zeros(k, bool), attack, key=jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(got), true_majority(grads))
+
+
+@FEW
+@given(shape=st.sampled_from([(5, 3, 6), (7, 5, 6), (4, 1, 6)]), data=st.data(),
+       attack=st.sampled_from(ATTACKS), direction=st.sampled_from([-1, 1]), seed=st.integers(0, 5))
+def test_repetition_code_outvotes_minority(shape, data, attack, direction, seed):
+    """All-ones G, k odd, b < n/2: every honest worker votes the true majority and wins."""
+    n, k, d = shape
+    grads = data.draw(hnp.arrays(np.float32, (k, d), elements=st.sampled_from([-2.0, -1.0, 0.5, 3.0])))
+    b = data.draw(st.integers(0, (n - 1) // 2))
+    byz = np.zeros(n, bool)
+    byz[data.draw(st.permutations(range(n)))[:b]] = True
+    got = elect(np.ones((n, k), np.int8), grads, byz, attack, key=jax.random.PRNGKey(seed),
+                direction=direction)
+    want = true_majority(grads)
+    assert np.all(want != 0)
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@FEW
+@given(case=election_case(), attack=st.sampled_from(ATTACKS))
+def test_sign_symmetry_without_byzantines(case, attack):
+    G, grads, _ = case
+    honest = np.zeros(G.shape[0], bool)
+    key = jax.random.PRNGKey(3)
+    v = np.asarray(elect(G, grads, honest, attack, key=key))
+    w = np.asarray(elect(G, -grads, honest, attack, key=key))
+    np.testing.assert_array_equal(w, -v)
+
+
+@FEW
+@given(case=election_case(), attack=st.sampled_from(["reverse", "omniscient"]))
+def test_sign_symmetry_of_symmetric_attacks(case, attack):
+    """reverse and omniscient messages are odd functions of the gradients, so the vote is too."""
+    G, grads, byz = case
+    v = np.asarray(elect(G, grads, byz, attack))
+    w = np.asarray(elect(G, -grads, byz, attack))
+    np.testing.assert_array_equal(w, -v)
+
+
+def test_random_attack_is_reproducible_and_key_dependent():
+    n, k, d = 7, 7, 256
+    rng = np.random.default_rng(0)
+    G = np.eye(n, dtype=np.int8)
+    grads = rng.normal(size=(k, d)).astype(np.float32)
+    byz = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    a = np.asarray(elect(G, grads, byz, "random", key=jax.random.PRNGKey(5)))
+    b = np.asarray(elect(G, grads, byz, "random", key=jax.random.PRNGKey(5)))
+    c = np.asarray(elect(G, grads, byz, "random", key=jax.random.PRNGKey(6)))
+    np.testing.assert_array_equal(a, b)
+    assert np.any(a != c)
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a != "none"])
+@pytest.mark.parametrize("G_kind", ["uncoded", "bernoulli", "ones"])
+def test_every_attack_changes_the_byzantine_message(attack, G_kind):
+    n, k, d = 7, 7, 64
+    rng = np.random.default_rng(zlib.crc32(repr((attack, G_kind)).encode()))
+    grads = jnp.asarray(rng.normal(size=(k, d)), jnp.float32)
+    if G_kind == "uncoded":
+        G = np.eye(n)
+    elif G_kind == "ones":
+        G = np.ones((n, k))
+    else:  # odd loads, so no local vote is a tie
+        G = np.zeros((n, k))
+        for i in range(n):
+            G[i, rng.choice(k, size=int(rng.choice([1, 3, 5])), replace=False)] = 1
+    G = jnp.asarray(G, jnp.float32)
+    S = jnp.sign(grads)
+    C = local_votes(G, S)
+    assert np.all(np.asarray(C) != 0)
+    byz = jnp.asarray(rng.random(n) < 0.5).at[0].set(True)
+    for direction in (-1, 1):
+        msgs = attack_messages(attack, C, S, jax.random.PRNGKey(9), direction)
+        sent = np.asarray(corrupt(C, byz, msgs))
+        for i in range(n):
+            if bool(byz[i]):
+                assert np.any(sent[i] != np.asarray(C)[i]), (attack, i)
+            else:
+                np.testing.assert_array_equal(sent[i], np.asarray(C)[i])
+        if attack != "directional":
+            break
+
+
+# ---------------------------------------------------------------------------------------------
+# Computation noise
+# ---------------------------------------------------------------------------------------------
+
+def test_noise_requires_key_and_is_reproducible():
+    G = np.eye(5, dtype=np.int8)
+    grads = np.random.default_rng(1).normal(size=(5, 50)).astype(np.float32)
+    byz = np.zeros(5, bool)
+    with pytest.raises(ValueError, match="key"):
+        elect(G, grads, byz, "none", noise_std=1.0)
+    a = elect(G, grads, byz, "none", key=jax.random.PRNGKey(2), noise_std=1.0)
+    b = elect(G, grads, byz, "none", key=jax.random.PRNGKey(2), noise_std=1.0)
+    c = elect(G, grads, byz, "none", key=jax.random.PRNGKey(3), noise_std=1.0)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.any(np.asarray(a) != np.asarray(c))
+    # σ = 0 with a key adds no noise.
+    z = elect(G, grads, byz, "none", key=jax.random.PRNGKey(2), noise_std=0.0)
+    np.testing.assert_array_equal(np.asarray(z), true_majority(grads))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_bad_noise_std_is_rejected(bad):
+    with pytest.raises(ValueError, match="noise_std"):
+        elect(np.eye(3), np.ones((3, 2)), np.zeros(3, bool), "none", key=jax.random.PRNGKey(0),
+              noise_std=bad)
+
+
+def test_huge_noise_decouples_vote_from_gradients():
+    n, d = 5, 4000
+    G = np.eye(n, dtype=np.int8)
+    byz = np.zeros(n, bool)
+    up = np.ones((n, d), np.float32)
+    key = jax.random.PRNGKey(123)
+    small = np.asarray(elect(G, up, byz, "none", key=key, noise_std=0.1))
+    assert np.all(small == 1)  # small noise: the gradients decide
+    v_up = np.asarray(elect(G, up, byz, "none", key=key, noise_std=1e6))
+    v_dn = np.asarray(elect(G, -up, byz, "none", key=jax.random.PRNGKey(124), noise_std=1e6))
+    # n odd, continuous noise: every vote is ±1 with probability ~1/2 each.
+    assert abs(v_up.mean()) < 0.1 and abs(v_dn.mean()) < 0.1
+    assert abs((v_up == v_dn).mean() - 0.5) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The master reads garbage as its sign
+# ---------------------------------------------------------------------------------------------
+
+# (float32 subnormals are left out: XLA flushes them to zero, so their sign reads as 0.)
+GARBAGE = [np.nan, np.inf, -np.inf, 1e38, -1e38, 3.0, -0.5, 0.0, 1e-30]
+
+
+@settings(max_examples=40, deadline=None)
+@given(C=hnp.arrays(np.float32, (6, 8), elements=st.sampled_from(GARBAGE + [1.0, -1.0])))
+def test_global_vote_never_nan(C):
+    v = np.asarray(global_vote(jnp.asarray(C)))
+    assert not np.any(np.isnan(v))
+    assert set(np.unique(v)) <= {-1.0, 0.0, 1.0}
+    with np.errstate(invalid="ignore"):
+        want = np.sign(np.sign(np.where(np.isnan(C), 0.0, C)).sum(axis=0))
+    np.testing.assert_array_equal(v, want)
+
+
+def test_garbage_counts_as_one_vote():
+    C = jnp.asarray([[-1.0, -1.0, 1.0, 0.0]] * 3 + [[1.0, 1.0, 1.0, 1.0]] * 2)
+    byz = jnp.asarray([False, False, False, True, True])
+    # Rows 3 and 4 are the Byzantine messages; ±inf summed raw would give inf - inf = NaN.
+    messages = jnp.asarray([[0.0] * 4] * 3
+                           + [[1e38, np.inf, np.nan, np.inf], [1e38, np.inf, np.nan, -np.inf]])
+    v = np.asarray(global_vote(corrupt(C, byz, messages)))
+    np.testing.assert_array_equal(v, [-1.0, -1.0, 1.0, 0.0])
+
+
+def test_election_with_nan_partition_signs_gives_no_nan():
+    """A NaN gradient poisons the local votes that include it; the master reads them as 0."""
+    G = jnp.asarray(np.eye(3), jnp.float32)
+    S = jnp.asarray([[np.nan, 1.0], [1.0, 1.0], [-1.0, 1.0]])
+    v = np.asarray(election(G, S, jnp.zeros(3, bool), "none"))
+    np.testing.assert_array_equal(v, [0.0, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap over trials
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_vmap_election_equals_per_item(attack):
+    T, n, k, d = 6, 5, 6, 9
+    rng = np.random.default_rng(42)
+    Gs = jnp.asarray(rng.random((T, n, k)) < 0.4, jnp.float32)
+    Ss = jnp.asarray(rng.choice(TIE_VALUES, size=(T, k, d)), jnp.float32)
+    byz = jnp.asarray(rng.random((T, n)) < 0.4)
+    keys = jax.random.split(jax.random.PRNGKey(0), T)
+    fn = partial(election, attack=attack, direction=-1)
+    batched = np.asarray(jax.vmap(lambda G, S, b, key: fn(G, S, b, key=key))(Gs, Ss, byz, keys))
+    for t in range(T):
+        single = np.asarray(fn(Gs[t], Ss[t], byz[t], key=keys[t]))
+        np.testing.assert_array_equal(batched[t], single)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+GOOD_G = np.eye(3, dtype=np.int8)
+GOOD_GRADS = np.ones((3, 4), np.float32)
+GOOD_BYZ = np.zeros(3, bool)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(G=[[0, 2, 0], [1, 0, 0], [0, 0, 1]]), "G"),
+    (dict(G=[[0.5, 0, 0], [1, 0, 0], [0, 0, 1]]), "G"),
+    (dict(G=np.ones(3)), "G"),
+    (dict(G=np.ones((1, 3, 3))), "G"),
+    (dict(partition_grads=np.ones((4, 4))), "partition_grads"),
+    (dict(partition_grads=np.ones(3)), "partition_grads"),
+    (dict(byzantine=np.zeros(4, bool)), "byzantine"),
+    (dict(byzantine=np.zeros((3, 1), bool)), "byzantine"),
+    (dict(byzantine=np.array([0.0, 0.5, 1.0])), "byzantine"),
+    (dict(attack="flip"), "attack"),
+    (dict(direction=0), "direction"),
+    (dict(direction=2), "direction"),
+    (dict(attack="random"), "key"),
+])
+def test_bad_input_raises_naming_the_field(kwargs, field):
+    args = dict(G=GOOD_G, partition_grads=GOOD_GRADS, byzantine=GOOD_BYZ, attack="reverse")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=rf"^{field}\b"):
+        elect(**args)
+
+
+def test_integer_byzantine_mask_is_accepted():
+    got = elect(GOOD_G, GOOD_GRADS, np.array([1, 0, 0]), "reverse")
+    want = reference_elect(GOOD_G, GOOD_GRADS, np.array([True, False, False]), "reverse")
+    np.testing.assert_array_equal(np.asarray(got), want)
