@@ -61,6 +61,9 @@ class TaskConfig:
     def validate(self, path: str) -> None:
         if self.name not in TASKS:
             _fail(f"{path}.name", self.name, f"allowed: {', '.join(TASKS)}")
+        if self.data_path is not None and not Path(self.data_path).is_file():
+            _fail(f"{path}.data_path", self.data_path,
+                  "no such file; expected the Amazon Employee Access train.csv (plain or .gz)")
         for name in ("n_train", "num_samples", "num_features"):
             if getattr(self, name) < 1:
                 _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1")
