@@ -1,0 +1,197 @@
+"""Tests for jax_ec.experiment: the results folder of a tiny run, common random numbers across
+schemes, trial batching (map = vmap), determinism per seed, and the trial keys."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jax_ec.config import config_from_dict, load_config
+from jax_ec.experiment import run_experiment, trial_keys
+from jax_ec.results import METRICS_COLUMNS, SUMMARY_COLUMNS
+
+MATRIX = [[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 0, 0], [0, 1, 0]]
+
+SYNTHETIC = {
+    "name": "synthetic_tiny",
+    "seed": 0,
+    "trials": 3,
+    "task": {"name": "synthetic", "num_samples": 512, "num_features": 8, "hidden": [16]},
+    "n": 5,
+    "b": 1,
+    "attack": "reverse",
+    "placement": "uniform",
+    "partitioning": "split",
+    "batch_size": 60,
+    "steps": 8,
+    "eval_every": 4,
+    "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "worker_momentum": 0.0},
+    "schemes": [
+        {"name": "uncoded", "code": "uncoded"},
+        {"name": "bernoulli_r2", "code": "bernoulli", "r": 2},
+        {"name": "paper_n5", "code": "paper_n5"},
+        {"name": "matrix", "code": "matrix", "matrix": MATRIX},
+    ],
+}
+SCHEMES = [s["name"] for s in SYNTHETIC["schemes"]]
+
+
+def synthetic(**changes):
+    data = copy.deepcopy(SYNTHETIC)
+    data.update(changes)
+    return config_from_dict(data)
+
+
+def read_metrics(out) -> list[dict]:
+    with open(out / "metrics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == METRICS_COLUMNS
+        return list(reader)
+
+
+def column(rows: list[dict], name: str, scheme: str | None = None) -> np.ndarray:
+    values = [r[name] for r in rows if scheme is None or r["scheme"] == scheme]
+    return np.array(values, dtype=float if name != "scheme" else object)
+
+
+@pytest.fixture(scope="module")
+def synthetic_map(tmp_path_factory):
+    """The tiny synthetic experiment, trials batched with lax.map."""
+    out = tmp_path_factory.mktemp("synthetic_map")
+    cfg = synthetic(trial_batching="map")
+    result = run_experiment(cfg, out, progress_bar=False)
+    return cfg, result, out
+
+
+def test_run_experiment_writes_results(synthetic_map):
+    cfg, result, out = synthetic_map
+    for name in ("metrics.csv", "summary.csv", "summary.txt", "config.yaml", "run.json", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.out_dir == out
+    assert load_config(out / "config.yaml")[0] == cfg
+
+    rows = read_metrics(out)
+    assert len(rows) == 4 * 3 * 3
+    assert [(r["scheme"], int(r["trial"]), int(r["step"])) for r in rows] == [
+        (s, t, step) for s in SCHEMES for t in range(3) for step in (0, 4, 8)]
+    assert {r["metric_name"] for r in rows} == {"test_accuracy"}
+    metric = column(rows, "metric")
+    assert np.all(np.isfinite(metric)) and np.all((metric >= 0) & (metric <= 1))
+    # The runs learn something: mean final accuracy beats chance (4 classes) for every scheme.
+    for s in SCHEMES:
+        final = [float(r["metric"]) for r in rows if r["scheme"] == s and int(r["step"]) == 8]
+        assert np.mean(final) > 0.25, s
+
+    with open(out / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert [r["scheme"] for r in summary] == SCHEMES
+    assert tuple(summary[0]) == SUMMARY_COLUMNS
+    assert [r["scheme"] for r in result.summary] == SCHEMES
+    assert result.table() in (out / "summary.txt").read_text()
+    assert len(result.runs) == 4
+
+
+def test_run_json_codes_and_sim_time(synthetic_map):
+    _, _, out = synthetic_map
+    run = json.loads((out / "run.json").read_text())
+    info = run["schemes"]
+    assert list(info) == SCHEMES
+    assert info["uncoded"]["redundancy"] == [1.0] * 3
+    assert info["uncoded"]["max_load"] == [1.0] * 3
+    assert info["matrix"]["redundancy"] == [pytest.approx(8 / 5)] * 3
+    assert info["matrix"]["max_load"] == [2.0] * 3
+    assert len(set(info["paper_n5"]["redundancy"])) == 1  # a fixed code
+    for s in SCHEMES:
+        assert info[s]["trainer"] == "Trainer"  # synthetic MLP: the direct formulation
+        assert info[s]["steps"] == 8
+    rows = read_metrics(out)
+    for r in rows:
+        load = info[r["scheme"]]["max_load"][int(r["trial"])]
+        assert float(r["sim_time"]) == pytest.approx(int(r["step"]) * load)
+
+
+def test_common_random_numbers_across_schemes(synthetic_map):
+    """Uniform placement: trial t has the same Byzantine set in every scheme."""
+    _, _, out = synthetic_map
+    info = json.loads((out / "run.json").read_text())["schemes"]
+    byz = [info[s]["byzantine_workers"] for s in SCHEMES]
+    assert all(len(b) == 3 for b in byz)
+    assert all(len(workers) == 1 for workers in byz[0])
+    for other in byz[1:]:
+        assert other == byz[0]
+
+
+def test_trial_batching_map_equals_vmap_synthetic(synthetic_map, tmp_path):
+    """vmap gives the map numbers bitwise (each scheme runs on its own, so a subset of the schemes
+    is compared against the same schemes of the full map run)."""
+    _, _, out_map = synthetic_map
+    coded = ["bernoulli_r2", "matrix"]
+    cfg = synthetic(trial_batching="vmap", schemes=[s for s in SYNTHETIC["schemes"] if s["name"] in coded])
+    run_experiment(cfg, tmp_path, progress_bar=False)
+    a = [r for r in read_metrics(out_map) if r["scheme"] in coded]
+    b = read_metrics(tmp_path)
+    assert len(b) == 2 * 3 * 3
+    for name in ("scheme", "trial", "step", "metric_name"):
+        assert [r[name] for r in a] == [r[name] for r in b]
+    for name in ("metric", "sim_time"):
+        np.testing.assert_array_equal(column(a, name), column(b, name))
+
+
+@pytest.fixture(scope="module")
+def amazon_map_vmap(tmp_path_factory):
+    """The tiny Amazon job (touched-coordinates trainer) with trials under lax.map and jax.vmap."""
+    overrides = ["task.n_train=1500", "steps=12", "eval_every=6", "trials=2",
+                 "schemes=[{name: signsgd_mv}, {name: bernoulli_r2, code: bernoulli, r: 2}]"]
+    results = {}
+    for mode in ("map", "vmap"):
+        cfg, _ = load_config(None, [*overrides, f"trial_batching={mode}"])
+        out = tmp_path_factory.mktemp(f"amazon_{mode}")
+        run = run_experiment(cfg, out, progress_bar=False)
+        assert {r.trainer for r in run.runs} == {"SparseLogRegTrainer"}
+        results[mode] = read_metrics(out)
+    return results["map"], results["vmap"]
+
+
+def test_trial_batching_map_close_to_vmap_amazon(amazon_map_vmap):
+    a, b = amazon_map_vmap
+    assert len(a) == 2 * 2 * 3
+    assert [int(r["step"]) for r in a[:3]] == [0, 6, 12]
+    for name in ("scheme", "trial", "step", "metric_name"):
+        assert [r[name] for r in a] == [r[name] for r in b]
+    np.testing.assert_array_equal(column(a, "sim_time"), column(b, "sim_time"))
+    np.testing.assert_allclose(column(a, "metric"), column(b, "metric"), rtol=0, atol=1e-4)
+    assert np.all((column(a, "metric") >= 0) & (column(a, "metric") <= 1))
+
+
+def test_same_seed_is_bitwise_reproducible_and_seed_matters(tmp_path):
+    small = dict(trials=2, trial_batching="map", schemes=[SYNTHETIC["schemes"][1]])
+    runs = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out = tmp_path / label
+        run_experiment(synthetic(seed=seed, **small), out, progress_bar=False)
+        runs[label] = (read_metrics(out), json.loads((out / "run.json").read_text())["schemes"])
+    (a, info_a), (b, info_b), (c, info_c) = runs["a"], runs["b"], runs["c"]
+    for name in ("metric", "sim_time"):
+        np.testing.assert_array_equal(column(a, name), column(b, name))
+    for s in ("bernoulli_r2",):
+        for key in ("redundancy", "max_load", "byzantine_workers"):
+            assert info_a[s][key] == info_b[s][key]
+    # A different seed gives a different run of the bernoulli scheme (code draw and curves).
+    assert not np.array_equal(column(a, "metric", "bernoulli_r2"), column(c, "metric", "bernoulli_r2"))
+
+
+@pytest.mark.parametrize("seed, trials", [(0, 4), (123, 3)])
+def test_trial_keys_are_fold_in(seed, trials):
+    keys = trial_keys(seed, trials)
+    assert keys.shape[0] == trials
+    for t in range(trials):
+        expected = jax.random.fold_in(jax.random.PRNGKey(seed), t)
+        np.testing.assert_array_equal(np.asarray(keys[t]), np.asarray(expected))
+    # Independent of how many trials are requested (trial t's key never moves).
+    np.testing.assert_array_equal(np.asarray(trial_keys(seed, trials + 2)[:trials]), np.asarray(keys))
