@@ -325,6 +325,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             _fail(path, value, "expected an integer")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                _fail(path, value, "expected a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(path, value, "expected a number")
         if value != value or value in (float("inf"), float("-inf")):
@@ -380,6 +385,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     Scheme entries are addressed by index: ``schemes.2.r=3``.
     """
     import copy
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config: got {type(data).__name__}; expected a mapping of keys to values")
     data = copy.deepcopy(data) if data else {}
     for item in overrides:
         if "=" not in item:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from .config import TaskConfig
+from .config import ConfigError, TaskConfig
 from .data.amazon import load_amazon
 from .data.synthetic import gaussian_mixture
 from .metrics import auc
@@ -49,7 +49,12 @@ class Task:
 
 
 def _amazon(cfg: TaskConfig) -> Task:
-    data = load_amazon(cfg.data_path, n_train=cfg.n_train)
+    try:
+        data = load_amazon(cfg.data_path, n_train=cfg.n_train)
+    except ValueError as exc:
+        if "n_train" in str(exc):
+            raise ConfigError(f"task.n_train: got {cfg.n_train}; {exc}") from None
+        raise
     return Task(
         name="amazon", metric_name="test_auc",
         train_x=data.train_idx, train_y=data.train_y, test_x=data.test_idx, test_y=data.test_y,
