@@ -21,6 +21,7 @@ from typing import Any, Union
 
 import yaml
 
+from .aggregators import AGGREGATORS
 from .attacks import ATTACKS, PLACEMENTS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig",
@@ -29,7 +30,7 @@ __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConf
 
 TASKS = ("amazon", "synthetic")
 TRIAL_BATCHING = ("auto", "vmap", "map")
-CODES = ("uncoded", "bernoulli", "paper_n5", "matrix")
+CODES = ("uncoded", "bernoulli", "paper_n5", "repetition", "matrix")
 PARTITIONINGS = ("shards", "split")
 
 
@@ -110,8 +111,16 @@ class SchemeConfig:
 
     ``code``: ``uncoded`` (SignSGD-MV), ``bernoulli`` (needs ``r``; p = r/n; ``k`` partitions,
     default n; ``nonempty_rows`` redraws until no worker is empty), ``paper_n5`` (n = 5),
-    ``matrix`` (``matrix``: a nested list or a CSV/.npy path). ``attack: none`` (or ``b: 0``) gives
-    the no-attack baseline.
+    ``repetition`` (DRACO-style groups of ≥ 2b + 1 workers), ``matrix`` (``matrix``: a nested list
+    or a CSV/.npy path). ``attack: none`` (or ``b: 0``) gives the no-attack baseline.
+
+    ``aggregator``: ``vote`` (election coding: majority of partition signs), ``signed_sum`` (a worker
+    sends the sign of its partitions' summed gradients), or a real-valued baseline sending 32-bit
+    gradients: ``median`` (full-gradient coordinate-wise median, FGM), ``mean`` (plain SGD),
+    ``repetition`` (median inside groups of identical workers, then the mean).
+    ``rho``: reduced minibatch — each partition holds a fraction ρ of the samples it would hold
+    uncoded, so the per-worker computation is r_eff = ρ·r. ``noise_std`` overrides the
+    experiment's noise before the sign for this scheme.
     """
     name: str
     code: str = "uncoded"
@@ -121,6 +130,9 @@ class SchemeConfig:
     matrix: Union[str, list, None] = None
     attack: str | None = None
     b: int | None = None
+    aggregator: str = "vote"
+    rho: float = 1.0
+    noise_std: float | None = None
 
 
 @dataclass(frozen=True)
@@ -240,10 +252,25 @@ class ExperimentConfig:
                 _fail(f"{path}.k", s.k, f"the matrix has {G.shape[1]} columns")
         elif s.matrix is not None:
             _fail(f"{path}.matrix", s.matrix, f"matrix applies to code: matrix only (code is {s.code!r})")
+        if s.aggregator not in AGGREGATORS:
+            _fail(f"{path}.aggregator", s.aggregator, f"allowed: {', '.join(AGGREGATORS)}")
+        if s.aggregator == "repetition" and s.code not in ("repetition", "matrix", "paper_n5", "uncoded"):
+            _fail(f"{path}.aggregator", s.aggregator,
+                  f"the repetition aggregator needs a fixed code (repetition, matrix, paper_n5), not {s.code!r}")
+        if s.code == "repetition" and 2 * self.scheme_b(s) + 1 > self.n:
+            _fail(f"{path}.code", s.code, f"a repetition code needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
+        if not 0 < s.rho <= 1:
+            _fail(f"{path}.rho", s.rho, "expected a fraction in (0, 1]")
+        if s.noise_std is not None and s.noise_std < 0:
+            _fail(f"{path}.noise_std", s.noise_std, "expected a value >= 0 (or null to use the experiment's)")
         k = self.scheme_k(s)
         if self.batch_size % k:
             _fail("batch_size", self.batch_size,
                   f"the global minibatch must split into k = {k} equal partitions (scheme {s.name!r})")
+        per = self.batch_size // k * s.rho
+        if abs(per - round(per)) > 1e-9 or round(per) < 1:
+            _fail(f"{path}.rho", s.rho, f"rho × batch_size / k = {s.rho} × {self.batch_size} / {k} must be "
+                  "a whole number of samples >= 1")
 
     # Derived per-scheme values -------------------------------------------------------------
     def scheme_attack(self, s: SchemeConfig) -> str:

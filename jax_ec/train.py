@@ -35,9 +35,10 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from .attacks import byzantine_mask, uniform_placement
-from .codes import draw_bernoulli, load_code, paper_code_n5, validate_allocation
+from .aggregators import BITS_PER_COORDINATE, aggregate, real_attack_messages, repetition_groups, worker_means
+from .codes import draw_bernoulli, load_code, paper_code_n5, repetition, uncoded, validate_allocation
 from .config import ConfigError, ExperimentConfig, SchemeConfig
-from .election import election, partition_signs
+from .election import election
 from .tasks import Task
 
 __all__ = ["Plan", "make_plan", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
@@ -76,6 +77,14 @@ class Plan:
     worker_momentum: float
     t_partition: float
     bandwidth: float
+    aggregator: str = "vote"
+    rho: float = 1.0
+    groups: tuple[tuple[int, ...], ...] | None = None
+
+    @property
+    def bits_per_coordinate(self) -> int:
+        """Bits a worker sends per coordinate: 1 for sign votes, 32 for real-valued baselines."""
+        return BITS_PER_COORDINATE[self.aggregator]
 
     def lr_at(self, steps: np.ndarray | jax.Array) -> jax.Array:
         """Step size ``γ_t``: ``lr · decay^(number of boundaries ≤ t)``."""
@@ -96,13 +105,14 @@ class Plan:
 def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Plan:
     """Resolve a scheme of a validated config into a :class:`Plan`; data-size errors raise here."""
     k = cfg.scheme_k(scheme)
-    per = cfg.batch_size // k
+    per = int(round(cfg.batch_size // k * scheme.rho))  # reduced minibatch: ρ of the uncoded share
+    slot = cfg.batch_size // k
     if cfg.partitioning == "shards":
         shard = num_train // k
-        spe = shard // per
+        spe = shard // slot
         if spe < 1:
             raise ConfigError(f"batch_size: got {cfg.batch_size}; each of the k = {k} shards holds {shard} "
-                              f"samples, fewer than the {per} it must contribute per step")
+                              f"samples, fewer than the {slot} it must contribute per step")
     else:
         spe = num_train // cfg.batch_size
         if spe < 1:
@@ -113,17 +123,23 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
                   else validate_allocation(scheme.matrix, n=cfg.n))
     elif scheme.code == "paper_n5":
         matrix = paper_code_n5()
+    elif scheme.code == "repetition":
+        matrix = repetition(cfg.n, cfg.scheme_b(scheme))
+    elif scheme.code == "uncoded":
+        matrix = uncoded(cfg.n)
+    noise_std = cfg.noise_std if scheme.noise_std is None else scheme.noise_std
     return Plan(
         scheme=scheme.name, code=scheme.code, n=cfg.n, k=k, b=cfg.scheme_b(scheme),
         attack=cfg.scheme_attack(scheme), direction=cfg.direction, placement=cfg.placement,
-        r=scheme.r, nonempty_rows=scheme.nonempty_rows, matrix=matrix, noise_std=cfg.noise_std,
+        r=scheme.r, nonempty_rows=scheme.nonempty_rows, matrix=matrix, noise_std=noise_std,
         partitioning=cfg.partitioning, batch_size=cfg.batch_size, per_partition=per,
         steps_per_epoch=spe, total_steps=cfg.steps if cfg.steps is not None else cfg.epochs * spe,
         shuffle=cfg.task.shuffle, lr=cfg.optim.lr,
         lr_boundaries=tuple(e * spe for e in cfg.optim.lr_boundaries), lr_decay=cfg.optim.lr_decay,
         momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
         worker_momentum=cfg.optim.worker_momentum, t_partition=cfg.time.t_partition,
-        bandwidth=cfg.time.bandwidth,
+        bandwidth=cfg.time.bandwidth, aggregator=scheme.aggregator, rho=scheme.rho,
+        groups=repetition_groups(matrix) if scheme.aggregator == "repetition" else None,
     )
 
 
@@ -173,8 +189,6 @@ class Trainer:
     def draw_code(self, key: jax.Array) -> jax.Array:
         """The trial's allocation matrix ``G`` (n, k) as float32."""
         p = self.plan
-        if p.code == "uncoded":
-            return jnp.eye(p.n, dtype=jnp.float32)
         if p.code == "bernoulli":
             return draw_bernoulli(key, p.n, p.k, p.r / p.n, p.nonempty_rows)
         return jnp.asarray(p.matrix, jnp.float32)
@@ -200,9 +214,10 @@ class Trainer:
         epoch, pos = step // p.steps_per_epoch, step % p.steps_per_epoch
         epoch_key = jax.random.fold_in(key, epoch)
         n_train = self.task.num_train
+        slot = p.batch_size // p.k  # samples a partition would hold uncoded; ρ·slot are used
         if p.partitioning == "shards":
             shard = n_train // p.k
-            offsets = pos * p.per_partition + jnp.arange(p.per_partition)
+            offsets = pos * slot + jnp.arange(p.per_partition)
             if p.shuffle:
                 perms = jax.vmap(lambda j: jax.random.permutation(jax.random.fold_in(epoch_key, j), shard))(
                     jnp.arange(p.k))
@@ -212,7 +227,7 @@ class Trainer:
             return (jnp.arange(p.k)[:, None] * shard + local).astype(jnp.int32)
         offsets = pos * p.batch_size + jnp.arange(p.batch_size)
         rows = jax.random.permutation(epoch_key, n_train)[offsets] if p.shuffle else offsets
-        return rows.reshape(p.k, p.per_partition).astype(jnp.int32)
+        return rows.reshape(p.k, slot)[:, :p.per_partition].astype(jnp.int32)
 
     def partition_grads(self, params: Any, xs: jax.Array, ys: jax.Array) -> jax.Array:
         """``(k, d)`` flat gradients, one per partition, each computed once (vmap over partitions)."""
@@ -225,8 +240,13 @@ class Trainer:
             return uniform_placement(jax.random.fold_in(state.keys.placement, state.step), self.plan.n, self.plan.b)
         return state.byzantine
 
-    def vote(self, state: TrialState, data: tuple) -> tuple[jax.Array, jax.Array]:
-        """The global vote of this step and the new worker momentum."""
+    def direction(self, state: TrialState, data: tuple) -> tuple[jax.Array, jax.Array]:
+        """The master's update direction of this step and the new worker momentum.
+
+        Sign schemes return the global vote in {−1, 0, +1}^d (``vote``: majority of partition signs;
+        ``signed_sum``: local votes are the signs of the partitions' summed gradients); real-valued
+        baselines return the aggregate of the workers' mean gradients (median, mean, repetition).
+        """
         p = self.plan
         train_x, train_y = data[0], data[1]
         rows = self.batch_rows(state.keys.data, state.step)
@@ -235,14 +255,20 @@ class Trainer:
         if p.worker_momentum > 0:
             mom = p.worker_momentum * mom + (1.0 - p.worker_momentum) * g
             g = mom
-        noise_key = jax.random.fold_in(state.keys.noise, state.step) if p.noise_std > 0 else None
-        S = partition_signs(g, noise_key, p.noise_std)
-        v = election(state.G, S, self.step_byzantine(state), p.attack,
-                     jax.random.fold_in(state.keys.attack, state.step), p.direction)
-        return v, mom
+        if p.noise_std > 0:
+            g = g + p.noise_std * jax.random.normal(jax.random.fold_in(state.keys.noise, state.step), g.shape)
+        byzantine = self.step_byzantine(state)
+        attack_key = jax.random.fold_in(state.keys.attack, state.step)
+        if p.aggregator in ("vote", "signed_sum"):
+            S = jnp.sign(g) if p.aggregator == "vote" else g
+            return election(state.G, S, byzantine, p.attack, attack_key, p.direction), mom
+        M = worker_means(state.G, g)
+        if p.attack != "none":
+            M = jnp.where(byzantine[:, None], real_attack_messages(p.attack, M, g, attack_key, p.direction), M)
+        return aggregate(p.aggregator, M, p.groups), mom
 
     def step(self, state: TrialState, data: tuple) -> TrialState:
-        v, mom = self.vote(state, data)
+        v, mom = self.direction(state, data)
         _, unravel = ravel_pytree(state.params)
         updates, opt_state = self.optimizer.update(unravel(v), state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -284,10 +310,11 @@ class Trainer:
         return out
 
     def iteration_time(self, G: np.ndarray) -> float:
-        """Simulated seconds per iteration: the busiest worker's load plus communication (1 bit/coord)."""
+        """Simulated time per iteration: ``max_i load_i · ρ · t_partition + bits · d / bandwidth``."""
+        p = self.plan
         busiest = float(np.max(np.asarray(G).sum(axis=-1)))
-        comm = self.num_params / self.plan.bandwidth if self.plan.bandwidth > 0 else 0.0
-        return busiest * self.plan.t_partition + comm
+        comm = p.bits_per_coordinate * self.num_params / p.bandwidth if p.bandwidth > 0 else 0.0
+        return busiest * p.rho * p.t_partition + comm
 
 
 class SparseState(NamedTuple):
@@ -331,7 +358,7 @@ class SparseLogRegTrainer(Trainer):
 
     @staticmethod
     def applies(plan: Plan, task: Task) -> bool:
-        return (task.sparse_logreg and plan.worker_momentum > 0 and plan.momentum == 0
+        return (task.sparse_logreg and plan.aggregator == "vote" and plan.worker_momentum > 0 and plan.momentum == 0
                 and plan.weight_decay == 0 and plan.noise_std == 0 and plan.attack in SPARSE_ATTACKS
                 and plan.placement != "per_step")
 

@@ -91,7 +91,7 @@ def test_amazon_rule_matches_paper_loop(attack, fast):
             state = step(state, data)
             v = state.vote
         else:
-            v, _ = trainer.vote(state, data)
+            v, _ = trainer.direction(state, data)
             state = step(state, data)
         np.testing.assert_array_equal(np.asarray(v), votes[t], err_msg=f"step {t}")
         np.testing.assert_allclose(np.asarray(trainer.params_of(state)["w"]), thetas[t], rtol=1e-5, atol=1e-7)
@@ -110,7 +110,7 @@ def test_sparse_formulation_gives_the_direct_votes_on_amazon():
         assert isinstance(fast, SparseLogRegTrainer) and not isinstance(dense, SparseLogRegTrainer)
         key = jax.random.PRNGKey(11)
         sd, sf = dense.init(key), fast.init(key)
-        dense_step = jax.jit(lambda s: (dense.vote(s, data)[0], dense.step(s, data)))
+        dense_step = jax.jit(lambda s: (dense.direction(s, data)[0], dense.step(s, data)))
         fast_step = jax.jit(lambda s: fast.step(s, data))
         for t in range(30):
             v, sd = dense_step(sd)
@@ -131,7 +131,7 @@ def test_sparse_momentum_rescaling_is_exact():
     key = jax.random.PRNGKey(0)
     sd = jax.jit(dense.run, static_argnums=2)(dense.init(key), data, 249)
     sf = jax.jit(fast.run, static_argnums=2)(fast.init(key), data, 249)
-    v, _ = dense.vote(sd, data)
+    v, _ = dense.direction(sd, data)
     sf = fast.step(sf, data)
     np.testing.assert_array_equal(np.asarray(sf.vote), np.asarray(v))
     np.testing.assert_allclose(np.asarray(fast.params_of(sf)["w"]), np.asarray(dense.step(sd, data).params["w"]),
@@ -175,7 +175,7 @@ def test_cifar_rule_matches_paper_loop():
         messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),
                                                     (plan.n, theta.size), dtype=jnp.float32))
         v = reference_elect(G, signals, byz, "random", random_messages=messages)
-        jv, _ = trainer.vote(state, data)
+        jv, _ = trainer.direction(state, data)
         np.testing.assert_array_equal(np.asarray(jv), v, err_msg=f"step {t}")
         heavy = plan.momentum * heavy + (v + plan.weight_decay * theta)
         theta = theta - plan.lr * heavy

@@ -1,0 +1,105 @@
+"""Real-valued baselines: what workers send and how the master combines it.
+
+Election coding's workers send one bit per coordinate. The baselines the paper compares against
+send real gradients (32 bits per coordinate):
+
+* ``median`` — full-gradient coordinate-wise median ("FGM"): worker i sends the mean gradient of
+  the partitions it holds, ``M_i = (Σ_j G[i, j] g_j) / load_i`` (with G = I, its own partition
+  gradient); the master takes the coordinate-wise median over workers;
+* ``mean`` — plain distributed SGD: the master averages ``M_i``;
+* ``repetition`` — DRACO-style repetition: workers form groups that all hold the same partitions
+  (identical rows of G); the master takes the coordinate-wise median inside each group (exact
+  majority decoding when fewer than half of a group lie) and averages the groups' decoded values.
+
+Byzantine workers replace ``M_i`` (:func:`real_attack_messages`): ``reverse`` sends ``−M_i``,
+``directional`` a constant vector ``direction · 1``, ``random`` i.i.d. N(0, 1) entries,
+``omniscient`` ``−(mean of all partition gradients)``.
+
+Non-finite messages: the master first replaces every NaN by 0 and clips ±Inf to the largest finite
+float32 (:func:`sanitize`); the median then ignores up to ⌊(n−1)/2⌋ such outliers, the mean does
+not (a single huge message moves it arbitrarily — as it would on a real cluster).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "worker_means",
+           "real_attack_messages", "sanitize", "coordinate_median", "mean_aggregate",
+           "repetition_groups", "repetition_aggregate", "aggregate"]
+
+REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition")
+# "vote": majority of partition signs (election coding); "signed_sum": a worker sends the sign of
+# the sum of its partitions' real gradients, the master takes the majority.
+AGGREGATORS: tuple[str, ...] = ("vote", "signed_sum", *REAL_AGGREGATORS)
+BITS_PER_COORDINATE: dict[str, int] = {"vote": 1, "signed_sum": 1, "median": 32, "mean": 32, "repetition": 32}
+
+
+def worker_means(G: jax.Array, grads: jax.Array) -> jax.Array:
+    """``M_i = (Σ_j G[i, j] g_j) / max(load_i, 1)``: each worker's mean partition gradient (n, d)."""
+    load = jnp.maximum(G.sum(axis=1), 1.0)
+    return (G.astype(grads.dtype) @ grads) / load[:, None]
+
+
+def real_attack_messages(attack: str, M: jax.Array, grads: jax.Array, key: jax.Array | None,
+                         direction: int | jax.Array = 1) -> jax.Array:
+    """What every worker would send if it were Byzantine, for real-valued schemes (n, d)."""
+    if attack == "none":
+        return M
+    if attack == "reverse":
+        return -M
+    if attack == "directional":
+        return jnp.broadcast_to(jnp.asarray(direction, M.dtype), M.shape)
+    if attack == "random":
+        if key is None:
+            raise ValueError("key: the random attack needs a PRNG key")
+        return jax.random.normal(key, M.shape, M.dtype)
+    if attack == "omniscient":
+        return jnp.broadcast_to(-grads.mean(axis=0), M.shape)
+    raise ValueError(f"attack: unknown attack {attack!r}; allowed: none, reverse, directional, random, omniscient")
+
+
+def sanitize(M: jax.Array) -> jax.Array:
+    """NaN → 0 and ±Inf → ±(largest finite float): what the master reads from a garbage message."""
+    return jnp.nan_to_num(M, nan=0.0)
+
+
+def coordinate_median(M: jax.Array) -> jax.Array:
+    """Coordinate-wise median over workers (axis 0)."""
+    return jnp.median(sanitize(M), axis=0)
+
+
+def mean_aggregate(M: jax.Array) -> jax.Array:
+    """Coordinate-wise mean over workers (a matmul with a ones vector: fast on XLA:CPU)."""
+    return jnp.ones((M.shape[0],), M.dtype) @ sanitize(M) / M.shape[0]
+
+
+def repetition_groups(G) -> tuple[tuple[int, ...], ...]:
+    """Workers grouped by identical rows of ``G`` (host-side, static): the repetition code's groups."""
+    import numpy as np
+    rows = [tuple(np.asarray(r).astype(int).tolist()) for r in np.asarray(G)]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row, []).append(i)
+    return tuple(tuple(g) for g in groups.values())
+
+
+def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...]) -> jax.Array:
+    """Median inside each group of identical workers, then the mean over groups."""
+    M = sanitize(M)
+    decoded = [jnp.median(M[jnp.asarray(g)], axis=0) for g in groups]
+    return jnp.stack(decoded).mean(axis=0)
+
+
+def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | None = None) -> jax.Array:
+    """The master's combination of real-valued worker messages ``M`` (n, d)."""
+    if name == "median":
+        return coordinate_median(M)
+    if name == "mean":
+        return mean_aggregate(M)
+    if name == "repetition":
+        if groups is None:
+            raise ValueError("groups: the repetition aggregator needs the worker groups")
+        return repetition_aggregate(M, groups)
+    raise ValueError(f"aggregator: unknown real-valued aggregator {name!r}; allowed: {', '.join(REAL_AGGREGATORS)}")

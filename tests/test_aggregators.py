@@ -1,0 +1,118 @@
+"""Real-valued baselines and scheme options against plain NumPy loops."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_ec.aggregators import (aggregate, real_attack_messages, repetition_groups, sanitize,
+                                worker_means)
+from jax_ec.codes import redundancy, repetition
+from jax_ec.config import ConfigError, config_from_dict
+from jax_ec.tasks import make_task
+from jax_ec.train import make_train
+
+
+def reference_worker_means(G, grads):
+    n, k = G.shape
+    out = np.zeros((n, grads.shape[1]))
+    for i in range(n):
+        held = [j for j in range(k) if G[i, j]]
+        for j in held:
+            out[i] += grads[j]
+        if held:
+            out[i] /= len(held)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_worker_means_median_mean_match_loops(seed):
+    rng = np.random.default_rng(seed)
+    G = (rng.random((7, 5)) < 0.4).astype(np.int8)
+    grads = rng.normal(size=(5, 11)).astype(np.float32)
+    M = np.asarray(worker_means(jnp.asarray(G, jnp.float32), jnp.asarray(grads)))
+    np.testing.assert_allclose(M, reference_worker_means(G, grads), rtol=1e-5, atol=1e-6)
+    med = [sorted(M[:, c])[3] for c in range(11)]  # n = 7: the middle value
+    np.testing.assert_allclose(np.asarray(aggregate("median", jnp.asarray(M))), med, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(aggregate("mean", jnp.asarray(M))), M.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_repetition_code_and_decoding():
+    G = repetition(7, 1)  # groups of sizes 4 and 3
+    assert [len(g) for g in repetition_groups(G)] == [4, 3]
+    assert redundancy(G) == (16 + 9) / 7
+    np.testing.assert_array_equal(repetition(9, 1), np.kron(np.eye(3), np.ones((3, 3))))
+    with pytest.raises(ValueError, match="^b"):
+        repetition(4, 2)
+    # One liar per group cannot move the group median; the result is the mean of the group values.
+    M = np.array([[1.0], [1.0], [-50.0], [1.0], [3.0], [3.0], [99.0]])
+    out = aggregate("repetition", jnp.asarray(M), repetition_groups(G))
+    assert float(out[0]) == pytest.approx((1.0 + 3.0) / 2)
+
+
+def test_real_attacks_and_garbage():
+    M = jnp.arange(6.0).reshape(2, 3)
+    grads = jnp.ones((4, 3))
+    np.testing.assert_array_equal(real_attack_messages("reverse", M, grads, None), -M)
+    np.testing.assert_array_equal(real_attack_messages("directional", M, grads, None, -1), -jnp.ones((2, 3)))
+    np.testing.assert_array_equal(real_attack_messages("omniscient", M, grads, None), -jnp.ones((2, 3)))
+    r = real_attack_messages("random", M, grads, jax.random.PRNGKey(0))
+    assert r.shape == M.shape and not np.array_equal(np.asarray(r), np.asarray(M))
+    garbage = jnp.array([[jnp.nan, jnp.inf, 1.0], [2.0, 2.0, 2.0], [3.0, -jnp.inf, 3.0]])
+    assert np.isfinite(np.asarray(sanitize(garbage))).all()
+    np.testing.assert_array_equal(np.asarray(aggregate("median", garbage)), [2.0, 2.0, 2.0])
+
+
+def config(**scheme):
+    return config_from_dict(dict(
+        n=5, b=1, attack="reverse", partitioning="split", batch_size=40, steps=3, eval_every=3,
+        optim=dict(lr=0.1, lr_boundaries=[], worker_momentum=0.0),
+        task=dict(name="synthetic", num_samples=200, num_features=6, num_classes=3, hidden=[8]),
+        schemes=[dict(name="s", **scheme)]))
+
+
+@pytest.mark.parametrize("aggregator", ["median", "mean", "signed_sum"])
+def test_baseline_step_matches_loop(aggregator):
+    cfg = config(code="bernoulli", r=2.0, aggregator=aggregator)
+    task = make_task(cfg.task)
+    trainer = make_train(cfg, "s", task)
+    data = tuple(jnp.asarray(a) for a in task.data())
+    state = trainer.init(jax.random.PRNGKey(2))
+    rows = np.asarray(trainer.batch_rows(state.keys.data, state.step))
+    grads = np.asarray(trainer.partition_grads(state.params, data[0][rows], data[1][rows]), np.float64)
+    G, byz = np.asarray(state.G), np.asarray(state.byzantine)
+    if aggregator == "signed_sum":
+        local = np.sign(G @ grads)
+        local[byz] = -local[byz]
+        expected = np.sign(np.sign(local).sum(0))
+        np.testing.assert_array_equal(np.asarray(trainer.direction(state, data)[0]), expected)
+    else:
+        M = reference_worker_means(G, grads)
+        M[byz] = -M[byz]
+        expected = np.median(M, axis=0) if aggregator == "median" else M.mean(0)
+        np.testing.assert_allclose(np.asarray(trainer.direction(state, data)[0]), expected, rtol=1e-4, atol=1e-6)
+    assert trainer.plan.bits_per_coordinate == (1 if aggregator == "signed_sum" else 32)
+
+
+def test_reduced_minibatch_uses_rho_of_each_partition_and_of_the_clock():
+    cfg = config(code="bernoulli", r=2.5, rho=0.5)
+    trainer = make_train(cfg, "s", make_task(cfg.task))
+    rows = np.asarray(trainer.batch_rows(jax.random.PRNGKey(0), jnp.int32(1)))
+    np.testing.assert_array_equal(rows, 40 + np.arange(40).reshape(5, 8)[:, :4])
+    G = np.ones((5, 5))
+    assert trainer.iteration_time(G) == 5 * 0.5
+    with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
+        config(code="uncoded", rho=0.3)   # 0.3 × 8 samples is not whole
+    with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
+        config(code="uncoded", rho=1.5)
+    with pytest.raises(ConfigError, match=r"^schemes\[0\]\.aggregator"):
+        config(code="bernoulli", r=2.0, aggregator="repetition")
+    with pytest.raises(ConfigError, match=r"^schemes\[0\]\.aggregator"):
+        config(code="uncoded", aggregator="krum")
+
+
+def test_per_scheme_noise_overrides_the_experiment():
+    cfg = config(code="uncoded", noise_std=0.5)
+    assert make_train(cfg, "s", make_task(cfg.task)).plan.noise_std == 0.5
