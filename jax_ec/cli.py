@@ -20,6 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set optim.lr=1e-4 --set schemes.2.r=3")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    rep = sub.add_parser("report", help="markdown table and plots from one or more result folders")
+    rep.add_argument("folders", nargs="+", help="result folders written by `jax-ec run`")
+    rep.add_argument("--out", default="report/report.md", help="markdown file (plots go beside it)")
+    rep.add_argument("--target", type=float, default=None, help="metric target (default: each run's)")
     return parser
 
 
@@ -37,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(result.table())
         print(f"\nresults written to {result.out_dir}/ (metrics.csv, summary.csv, curves.png, run.json)")
+    elif args.command == "report":
+        from .report import write_report
+        try:
+            out = write_report(args.folders, args.out, args.target)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"jax-ec: error: {exc}", file=sys.stderr)
+            return 2
+        print(out.read_text())
+        print(f"report written to {out}")
     return 0
 
 

@@ -144,6 +144,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
             "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
             "max_load": r.max_load, "byzantine_workers": [np.flatnonzero(b).tolist() for b in r.byzantine],
             "wall_time_s": float(r.curves.wall_time[0, -1]),
-        } for r in runs},
+            "aggregator": t.plan.aggregator, "rho": t.plan.rho, "num_params": t.num_params,
+            "bits_per_coordinate": t.plan.bits_per_coordinate,
+            "bits_per_worker_step": t.plan.bits_per_coordinate * t.num_params,
+        } for r, t in zip(runs, trainers)},
     })
     return ExperimentResult(out, summary, runs)
