@@ -28,7 +28,8 @@ __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConf
            "ExperimentConfig", "load_config", "config_from_dict", "config_to_dict",
            "apply_overrides", "default_config_path", "TASKS", "CODES", "PARTITIONINGS"]
 
-TASKS = ("amazon", "synthetic")
+TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
+MODELS = ("mlp", "cnn", "resnet18", "resnet50")
 TRIAL_BATCHING = ("auto", "vmap", "map")
 CODES = ("uncoded", "bernoulli", "paper_n5", "repetition", "matrix")
 PARTITIONINGS = ("shards", "split")
@@ -49,6 +50,11 @@ class TaskConfig:
     ``amazon``: the paper's Amazon Employee Access logistic regression (test AUC); ``data_path``
     overrides the shipped CSV. ``synthetic``: a Gaussian-mixture classification with an MLP (test
     accuracy), a small fully offline task for the minibatch-split ("CIFAR style") mode.
+    ``digits`` (shipped 8×8 digits), ``cifar10``, ``mnist``, ``fashion_mnist`` (TFDS, read from
+    ``data_dir``; ``download: true`` lets TFDS fetch them): image classification with ``model``
+    (``mlp``, ``cnn``, ``resnet18``, ``resnet50``; default cnn, resnet18 for CIFAR) of ``width``;
+    ``augment`` (random crop + flip; default on for CIFAR); ``train_samples``/``test_samples``
+    keep only the first samples (quick runs).
     """
     name: str = "amazon"
     data_path: str | None = None
@@ -58,6 +64,13 @@ class TaskConfig:
     num_classes: int = 4
     hidden: tuple[int, ...] = (64,)
     shuffle: bool = False
+    model: str | None = None
+    width: int | None = None
+    data_dir: str | None = None
+    download: bool = False
+    augment: bool | None = None
+    train_samples: int | None = None
+    test_samples: int | None = None
 
     def validate(self, path: str) -> None:
         if self.name not in TASKS:
@@ -72,6 +85,13 @@ class TaskConfig:
             _fail(f"{path}.num_classes", self.num_classes, "expected an integer >= 2")
         if any(h < 1 for h in self.hidden):
             _fail(f"{path}.hidden", self.hidden, "expected a list of integers >= 1")
+        if self.model is not None and self.model not in MODELS:
+            _fail(f"{path}.model", self.model, f"allowed: {', '.join(MODELS)}")
+        if self.model is not None and self.name in ("amazon", "synthetic"):
+            _fail(f"{path}.model", self.model, f"the {self.name} task has a fixed model; model applies to image tasks")
+        for name in ("width", "train_samples", "test_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (or null)")
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,9 @@ class SchemeConfig:
     gradients: ``median`` (full-gradient coordinate-wise median, FGM), ``mean`` (plain SGD),
     ``repetition`` (median inside groups of identical workers, then the mean).
     ``rho``: reduced minibatch — each partition holds a fraction ρ of the samples it would hold
-    uncoded, so the per-worker computation is r_eff = ρ·r. ``noise_std`` overrides the
-    experiment's noise before the sign for this scheme.
+    uncoded, so the per-worker computation is r_eff = ρ·r. ``noise_std`` and ``lr`` override the
+    experiment's noise before the sign and step size for this scheme (real-valued baselines move by
+    gradient magnitudes, sign schemes by ±1, so they usually want different step sizes).
     """
     name: str
     code: str = "uncoded"
@@ -133,6 +154,7 @@ class SchemeConfig:
     aggregator: str = "vote"
     rho: float = 1.0
     noise_std: float | None = None
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +283,8 @@ class ExperimentConfig:
             _fail(f"{path}.code", s.code, f"a repetition code needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
         if not 0 < s.rho <= 1:
             _fail(f"{path}.rho", s.rho, "expected a fraction in (0, 1]")
+        if s.lr is not None and not s.lr > 0:
+            _fail(f"{path}.lr", s.lr, "expected a step size > 0 (or null to use optim.lr)")
         if s.noise_std is not None and s.noise_std < 0:
             _fail(f"{path}.noise_std", s.noise_std, "expected a value >= 0 (or null to use the experiment's)")
         k = self.scheme_k(s)

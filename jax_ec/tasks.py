@@ -3,9 +3,17 @@
 A :class:`Task` is what the trainer needs to know about a learning problem, with the data held as
 arrays passed to compiled functions as arguments (never baked into them as constants):
 
-* ``init(key) -> params`` (a pytree);
-* ``loss(params, x, y) -> scalar`` — the mean loss of one partition's samples;
-* ``evaluate(params, test_x, test_y) -> scalar`` — the reported metric (higher is better).
+* ``init(key) -> (params, model_state)`` — trainable parameters and non-trainable state (BatchNorm
+  running statistics; ``{}`` for stateless models);
+* ``loss(params, model_state, x, y, key) -> (loss, new_model_state)`` — the mean loss of one
+  partition's samples (``key`` drives data augmentation); BatchNorm normalizes with the
+  partition's own statistics, as the worker holding it would;
+* ``evaluate(params, model_state, x, y) -> scalar`` — the reported metric (higher is better).
+
+Tasks: ``amazon`` (the paper's sparse logistic regression, test AUC), ``synthetic`` (Gaussian
+mixture + MLP), ``digits`` (the real 8×8 digits shipped with the package), and the TFDS image sets
+``cifar10``, ``mnist``, ``fashion_mnist`` (CIFAR: random crop + flip on device, the paper's
+normalization).
 """
 
 from __future__ import annotations
@@ -14,16 +22,23 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .config import ConfigError, TaskConfig
 from .data.amazon import load_amazon
+from .data.images import ImageData, augment, load_digits, load_tfds, normalize
 from .data.synthetic import gaussian_mixture
 from .metrics import auc
+from .models import make_model
 from .models.logreg import init_logreg, logreg_logits, logreg_loss
 from .models.mlp import MLP, classification_accuracy, classification_loss
 
-__all__ = ["Task", "make_task"]
+__all__ = ["Task", "make_task", "DEFAULT_MODELS"]
+
+DEFAULT_MODELS = {"synthetic": "mlp", "digits": "cnn", "mnist": "cnn", "fashion_mnist": "cnn",
+                  "cifar10": "resnet18"}
+EVAL_CHUNK = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,9 +50,9 @@ class Task:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
-    init: Callable[[jax.Array], Any]
-    loss: Callable[[Any, jax.Array, jax.Array], jax.Array]
-    evaluate: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    init: Callable[[jax.Array], tuple[Any, Any]]
+    loss: Callable[[Any, Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    evaluate: Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
     sparse_logreg: bool = False
 
     @property
@@ -46,6 +61,10 @@ class Task:
 
     def data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.train_x, self.train_y, self.test_x, self.test_y
+
+
+def _stateless(loss: Callable[[Any, jax.Array, jax.Array], jax.Array]):
+    return lambda params, state, x, y, key: (loss(params, x, y), state)
 
 
 def _amazon(cfg: TaskConfig) -> Task:
@@ -58,9 +77,9 @@ def _amazon(cfg: TaskConfig) -> Task:
     return Task(
         name="amazon", metric_name="test_auc",
         train_x=data.train_idx, train_y=data.train_y, test_x=data.test_idx, test_y=data.test_y,
-        init=lambda key: init_logreg(key, data.dim),
-        loss=logreg_loss,
-        evaluate=lambda params, x, y: auc(logreg_logits(params, x), y),
+        init=lambda key: (init_logreg(key, data.dim), {}),
+        loss=_stateless(logreg_loss),
+        evaluate=lambda params, state, x, y: auc(logreg_logits(params, x), y),
         sparse_logreg=True,
     )
 
@@ -73,10 +92,73 @@ def _synthetic(cfg: TaskConfig, seed: int) -> Task:
         name="synthetic", metric_name="test_accuracy",
         train_x=x[: cfg.num_samples], train_y=y[: cfg.num_samples],
         test_x=x[cfg.num_samples:], test_y=y[cfg.num_samples:],
-        init=lambda key: model.init(key, sample),
-        loss=lambda params, xb, yb: classification_loss(model.apply(params, xb), yb),
-        evaluate=lambda params, xb, yb: classification_accuracy(model.apply(params, xb), yb),
+        init=lambda key: (model.init(key, sample)["params"], {}),
+        loss=_stateless(lambda p, xb, yb: classification_loss(model.apply({"params": p}, xb), yb)),
+        evaluate=lambda p, state, xb, yb: classification_accuracy(model.apply({"params": p}, xb), yb),
     )
+
+
+def _image_data(cfg: TaskConfig) -> ImageData:
+    if cfg.name == "digits":
+        return load_digits()
+    return load_tfds(cfg.name, data_dir=cfg.data_dir, download=cfg.download)
+
+
+def _limit(data: ImageData, cfg: TaskConfig) -> tuple[np.ndarray, ...]:
+    n_train = data.train_x.shape[0] if cfg.train_samples is None else min(cfg.train_samples, data.train_x.shape[0])
+    n_test = data.test_x.shape[0] if cfg.test_samples is None else min(cfg.test_samples, data.test_x.shape[0])
+    return data.train_x[:n_train], data.train_y[:n_train], data.test_x[:n_test], data.test_y[:n_test]
+
+
+def _images(cfg: TaskConfig) -> Task:
+    """An image classifier: uint8 images in, augmentation (optional) and normalization on device."""
+    data = _image_data(cfg)
+    model = make_model(cfg.model or DEFAULT_MODELS[cfg.name], data.num_classes, cfg.width)
+    do_augment = cfg.augment if cfg.augment is not None else cfg.name == "cifar10"
+    sample = jnp.zeros((1, *data.image_shape), jnp.float32)
+
+    def prepare(x: jax.Array, key: jax.Array | None) -> jax.Array:
+        if key is not None and do_augment:
+            x = augment(key, x)
+        x = normalize(x, data.mean, data.std)
+        return x.reshape(x.shape[0], -1) if isinstance(model, MLP) else x
+
+    def init(key: jax.Array) -> tuple[Any, Any]:
+        if isinstance(model, MLP):
+            variables = model.init(key, sample.reshape(1, -1))
+        else:
+            variables = model.init(key, sample, train=False)
+        return variables["params"], variables.get("batch_stats", {})
+
+    def apply(params, state, x, train: bool):
+        variables = {"params": params, **({"batch_stats": state} if state else {})}
+        if isinstance(model, MLP):
+            return model.apply(variables, x), state
+        if train and state:
+            logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+            return logits, updates["batch_stats"]
+        return model.apply(variables, x, train=train), state
+
+    def loss(params, state, x, y, key):
+        logits, new_state = apply(params, state, prepare(x, key), train=True)
+        return classification_loss(logits, y), new_state
+
+    def evaluate(params, state, x, y):
+        def correct(xy):
+            xb, yb = xy
+            logits, _ = apply(params, state, prepare(xb, None), train=False)
+            return (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
+        chunks = x.shape[0] // EVAL_CHUNK
+        head = x.shape[0] - chunks * EVAL_CHUNK
+        total = correct((x[:head], y[:head])).sum() if head else 0.0
+        if chunks:
+            body = (x[head:].reshape(chunks, EVAL_CHUNK, *x.shape[1:]), y[head:].reshape(chunks, EVAL_CHUNK))
+            total = total + jax.lax.map(correct, body).sum()
+        return total / x.shape[0]
+
+    train_x, train_y, test_x, test_y = _limit(data, cfg)
+    return Task(name=cfg.name, metric_name="test_accuracy", train_x=train_x, train_y=train_y,
+                test_x=test_x, test_y=test_y, init=init, loss=loss, evaluate=evaluate)
 
 
 def make_task(cfg: TaskConfig, seed: int = 0) -> Task:
@@ -85,4 +167,4 @@ def make_task(cfg: TaskConfig, seed: int = 0) -> Task:
         return _amazon(cfg)
     if cfg.name == "synthetic":
         return _synthetic(cfg, seed)
-    raise ValueError(f"task.name: unknown task {cfg.name!r}; allowed: amazon, synthetic")
+    return _images(cfg)

@@ -134,7 +134,7 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
         r=scheme.r, nonempty_rows=scheme.nonempty_rows, matrix=matrix, noise_std=noise_std,
         partitioning=cfg.partitioning, batch_size=cfg.batch_size, per_partition=per,
         steps_per_epoch=spe, total_steps=cfg.steps if cfg.steps is not None else cfg.epochs * spe,
-        shuffle=cfg.task.shuffle, lr=cfg.optim.lr,
+        shuffle=cfg.task.shuffle, lr=cfg.optim.lr if scheme.lr is None else scheme.lr,
         lr_boundaries=tuple(e * spe for e in cfg.optim.lr_boundaries), lr_decay=cfg.optim.lr_decay,
         momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
         worker_momentum=cfg.optim.worker_momentum, t_partition=cfg.time.t_partition,
@@ -148,11 +148,13 @@ class TrialKeys(NamedTuple):
     noise: jax.Array
     attack: jax.Array
     placement: jax.Array
+    augment: jax.Array
 
 
 class TrialState(NamedTuple):
     """State of one trial of the direct formulation."""
     params: Any
+    model_state: Any       # non-trainable model state (BatchNorm running statistics), {} if none
     opt_state: Any
     worker_mom: jax.Array  # (k, d) per-partition momentum (zeros, unused when β = 0)
     G: jax.Array           # (n, k) allocation, float32 0/1
@@ -182,7 +184,7 @@ class Trainer:
                     if plan.lr_boundaries else plan.lr)
         master.append(optax.sgd(schedule, momentum=plan.momentum if plan.momentum > 0 else None))
         self.optimizer = optax.chain(*master)
-        shapes = jax.eval_shape(task.init, jax.random.PRNGKey(0))
+        shapes = jax.eval_shape(task.init, jax.random.PRNGKey(0))[0]
         self.num_params = int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes)))
 
     # ---------------------------------------------------------------- per-trial randomness
@@ -194,17 +196,16 @@ class Trainer:
         return jnp.asarray(p.matrix, jnp.float32)
 
     def _setup(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, TrialKeys]:
-        k_code, k_byz, k_init, k_data, k_noise, k_attack = jax.random.split(key, 6)
+        k_code, k_byz, k_init, k_data, k_noise, k_attack, k_augment = jax.random.split(key, 7)
         G = self.draw_code(k_code)
         byz = byzantine_mask(self.plan.placement, k_byz, G, self.plan.b)
-        return G, byz, k_init, TrialKeys(k_data, k_noise, k_attack, k_byz)
+        return G, byz, k_init, TrialKeys(k_data, k_noise, k_attack, k_byz, k_augment)
 
     def init(self, key: jax.Array) -> TrialState:
         G, byz, k_init, keys = self._setup(key)
-        params = self.task.init(k_init)
-        flat, _ = ravel_pytree(params)
-        mom_dim = flat.shape[0] if self.plan.worker_momentum > 0 else 0
-        return TrialState(params, self.optimizer.init(params),
+        params, model_state = self.task.init(k_init)
+        mom_dim = self.num_params if self.plan.worker_momentum > 0 else 0
+        return TrialState(params, model_state, self.optimizer.init(params),
                           jnp.zeros((self.plan.k, mom_dim), jnp.float32), G, byz, jnp.int32(0), keys)
 
     # ---------------------------------------------------------------- one step
@@ -229,10 +230,20 @@ class Trainer:
         rows = jax.random.permutation(epoch_key, n_train)[offsets] if p.shuffle else offsets
         return rows.reshape(p.k, slot)[:, :p.per_partition].astype(jnp.int32)
 
-    def partition_grads(self, params: Any, xs: jax.Array, ys: jax.Array) -> jax.Array:
-        """``(k, d)`` flat gradients, one per partition, each computed once (vmap over partitions)."""
-        grads = jax.vmap(jax.grad(self.task.loss), in_axes=(None, 0, 0))(params, xs, ys)
-        return jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
+    def partition_grads(self, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
+                        key: jax.Array) -> tuple[jax.Array, Any]:
+        """``(k, d)`` flat gradients, one per partition, each computed once (vmap over partitions).
+
+        Inside the vmap a partition's forward pass sees only its own samples, so BatchNorm uses the
+        partition's statistics, as the worker computing it would; the new running statistics are
+        the mean of the k partitions' updated copies.
+        """
+        def one(x, y, k):
+            return jax.grad(lambda p: self.task.loss(p, model_state, x, y, k), has_aux=True)(params)
+
+        grads, states = jax.vmap(one)(xs, ys, jax.random.split(key, xs.shape[0]))
+        new_state = jax.tree.map(lambda s: s.mean(axis=0), states)
+        return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), new_state
 
     def step_byzantine(self, state: TrialState) -> jax.Array:
         """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement)."""
@@ -240,7 +251,7 @@ class Trainer:
             return uniform_placement(jax.random.fold_in(state.keys.placement, state.step), self.plan.n, self.plan.b)
         return state.byzantine
 
-    def direction(self, state: TrialState, data: tuple) -> tuple[jax.Array, jax.Array]:
+    def direction(self, state: TrialState, data: tuple) -> tuple[jax.Array, jax.Array, Any]:
         """The master's update direction of this step and the new worker momentum.
 
         Sign schemes return the global vote in {−1, 0, +1}^d (``vote``: majority of partition signs;
@@ -250,7 +261,8 @@ class Trainer:
         p = self.plan
         train_x, train_y = data[0], data[1]
         rows = self.batch_rows(state.keys.data, state.step)
-        g = self.partition_grads(state.params, train_x[rows], train_y[rows])
+        g, model_state = self.partition_grads(state.params, state.model_state, train_x[rows], train_y[rows],
+                                              jax.random.fold_in(state.keys.augment, state.step))
         mom = state.worker_mom
         if p.worker_momentum > 0:
             mom = p.worker_momentum * mom + (1.0 - p.worker_momentum) * g
@@ -261,18 +273,19 @@ class Trainer:
         attack_key = jax.random.fold_in(state.keys.attack, state.step)
         if p.aggregator in ("vote", "signed_sum"):
             S = jnp.sign(g) if p.aggregator == "vote" else g
-            return election(state.G, S, byzantine, p.attack, attack_key, p.direction), mom
+            return election(state.G, S, byzantine, p.attack, attack_key, p.direction), mom, model_state
         M = worker_means(state.G, g)
         if p.attack != "none":
             M = jnp.where(byzantine[:, None], real_attack_messages(p.attack, M, g, attack_key, p.direction), M)
-        return aggregate(p.aggregator, M, p.groups), mom
+        return aggregate(p.aggregator, M, p.groups), mom, model_state
 
     def step(self, state: TrialState, data: tuple) -> TrialState:
-        v, mom = self.direction(state, data)
+        v, mom, model_state = self.direction(state, data)
         _, unravel = ravel_pytree(state.params)
         updates, opt_state = self.optimizer.update(unravel(v), state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return state._replace(params=params, opt_state=opt_state, worker_mom=mom, step=state.step + 1)
+        return state._replace(params=params, model_state=model_state, opt_state=opt_state, worker_mom=mom,
+                              step=state.step + 1)
 
     # ---------------------------------------------------------------- loops and metrics
     def run(self, state, data: tuple, num_steps: int):
@@ -282,8 +295,11 @@ class Trainer:
     def params_of(self, state) -> Any:
         return state.params
 
+    def model_state_of(self, state) -> Any:
+        return state.model_state
+
     def evaluate(self, state, data: tuple) -> jax.Array:
-        return self.task.evaluate(self.params_of(state), data[2], data[3])
+        return self.task.evaluate(self.params_of(state), self.model_state_of(state), data[2], data[3])
 
     def eval_steps(self, eval_every: int) -> np.ndarray:
         """Steps at which the metric is recorded: 0, eval_every, 2·eval_every, …, and the last step."""
@@ -364,7 +380,7 @@ class SparseLogRegTrainer(Trainer):
 
     def init(self, key: jax.Array) -> SparseState:
         G, byz, k_init, keys = self._setup(key)
-        theta = self.task.init(k_init)["w"]
+        theta = self.task.init(k_init)[0]["w"]
         dim = theta.shape[0]
         zero_column = jnp.zeros((self.plan.k, 1), jnp.float32)
         v0 = election(G, zero_column, byz, self.plan.attack, None, self.plan.direction)[0]
@@ -408,6 +424,9 @@ class SparseLogRegTrainer(Trainer):
             state = super().run(self.rescale(state), data, length)
             done += length
         return state
+
+    def model_state_of(self, state: SparseState) -> dict:
+        return {}
 
     def params_of(self, state: SparseState) -> dict:
         """Materialize θ after the last completed step (applies every pending lazy update)."""

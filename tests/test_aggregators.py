@@ -81,7 +81,8 @@ def test_baseline_step_matches_loop(aggregator):
     data = tuple(jnp.asarray(a) for a in task.data())
     state = trainer.init(jax.random.PRNGKey(2))
     rows = np.asarray(trainer.batch_rows(state.keys.data, state.step))
-    grads = np.asarray(trainer.partition_grads(state.params, data[0][rows], data[1][rows]), np.float64)
+    grads = np.asarray(trainer.partition_grads(state.params, state.model_state, data[0][rows], data[1][rows],
+                                               jax.random.fold_in(state.keys.augment, 0))[0], np.float64)
     G, byz = np.asarray(state.G), np.asarray(state.byzantine)
     if aggregator == "signed_sum":
         local = np.sign(G @ grads)
@@ -113,6 +114,9 @@ def test_reduced_minibatch_uses_rho_of_each_partition_and_of_the_clock():
         config(code="uncoded", aggregator="krum")
 
 
-def test_per_scheme_noise_overrides_the_experiment():
-    cfg = config(code="uncoded", noise_std=0.5)
-    assert make_train(cfg, "s", make_task(cfg.task)).plan.noise_std == 0.5
+def test_per_scheme_noise_and_lr_override_the_experiment():
+    cfg = config(code="uncoded", noise_std=0.5, lr=0.3)
+    plan = make_train(cfg, "s", make_task(cfg.task)).plan
+    assert (plan.noise_std, plan.lr) == (0.5, 0.3)
+    with pytest.raises(ConfigError, match=r"^schemes\[0\]\.lr"):
+        config(code="uncoded", lr=0.0)

@@ -30,9 +30,9 @@ def sparse_task(num_train: int = 240, seed: int = 0) -> Task:
     w_true = rng.normal(size=D)
     y = (w_true[x].sum(1) + 0.5 * rng.normal(size=len(x)) > 0).astype(np.float32)
     return Task(name="tiny_sparse", metric_name="test_auc", train_x=x[:num_train], train_y=y[:num_train],
-                test_x=x[num_train:], test_y=y[num_train:], init=lambda key: init_logreg(key, D),
-                loss=logreg_loss, evaluate=lambda p, xs, ys: auc(logreg_logits(p, xs), ys),
-                sparse_logreg=True)
+                test_x=x[num_train:], test_y=y[num_train:], init=lambda key: (init_logreg(key, D), {}),
+                loss=lambda p, state, xs, ys, key: (logreg_loss(p, xs, ys), state),
+                evaluate=lambda p, state, xs, ys: auc(logreg_logits(p, xs), ys), sparse_logreg=True)
 
 
 def amazon_style_config(**changes) -> dict:
@@ -91,7 +91,7 @@ def test_amazon_rule_matches_paper_loop(attack, fast):
             state = step(state, data)
             v = state.vote
         else:
-            v, _ = trainer.direction(state, data)
+            v = trainer.direction(state, data)[0]
             state = step(state, data)
         np.testing.assert_array_equal(np.asarray(v), votes[t], err_msg=f"step {t}")
         np.testing.assert_allclose(np.asarray(trainer.params_of(state)["w"]), thetas[t], rtol=1e-5, atol=1e-7)
@@ -131,7 +131,7 @@ def test_sparse_momentum_rescaling_is_exact():
     key = jax.random.PRNGKey(0)
     sd = jax.jit(dense.run, static_argnums=2)(dense.init(key), data, 249)
     sf = jax.jit(fast.run, static_argnums=2)(fast.init(key), data, 249)
-    v, _ = dense.direction(sd, data)
+    v = dense.direction(sd, data)[0]
     sf = fast.step(sf, data)
     np.testing.assert_array_equal(np.asarray(sf.vote), np.asarray(v))
     np.testing.assert_allclose(np.asarray(fast.params_of(sf)["w"]), np.asarray(dense.step(sd, data).params["w"]),
@@ -159,6 +159,7 @@ def test_cifar_rule_matches_paper_loop():
     data = tuple(jnp.asarray(a) for a in task.data())
     state = trainer.init(jax.random.PRNGKey(5))
     theta, unravel = ravel_pytree(state.params)
+    augment_key = state.keys.augment
     theta = np.asarray(theta, np.float64)
     heavy = np.zeros_like(theta)
     G = np.asarray(state.G)
@@ -167,7 +168,9 @@ def test_cifar_rule_matches_paper_loop():
         rows = np.asarray(trainer.batch_rows(state.keys.data, jnp.int32(t)))
         grads = []
         for j in range(plan.k):  # one partition at a time, as a worker would
-            g = jax.grad(task.loss)(unravel(jnp.asarray(theta, jnp.float32)), data[0][rows[j]], data[1][rows[j]])
+            key = jax.random.split(jax.random.fold_in(augment_key, t), plan.k)[j]
+            g, _ = jax.grad(task.loss, has_aux=True)(unravel(jnp.asarray(theta, jnp.float32)), {},
+                                                     data[0][rows[j]], data[1][rows[j]], key)
             grads.append(np.asarray(ravel_pytree(g)[0]))
         noise = np.asarray(jax.random.normal(jax.random.fold_in(state.keys.noise, t), (plan.k, theta.size)))
         signals = np.stack(grads) + np.float32(plan.noise_std) * noise
@@ -175,7 +178,7 @@ def test_cifar_rule_matches_paper_loop():
         messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),
                                                     (plan.n, theta.size), dtype=jnp.float32))
         v = reference_elect(G, signals, byz, "random", random_messages=messages)
-        jv, _ = trainer.direction(state, data)
+        jv = trainer.direction(state, data)[0]
         np.testing.assert_array_equal(np.asarray(jv), v, err_msg=f"step {t}")
         heavy = plan.momentum * heavy + (v + plan.weight_decay * theta)
         theta = theta - plan.lr * heavy
@@ -220,9 +223,9 @@ def test_each_partition_gradient_is_computed_once_whatever_the_redundancy():
     """The loss is traced once (one vmap over the k partitions) and the step's program does not grow with r."""
     calls = []
 
-    def counting_loss(params, x, y):
+    def counting_loss(params, state, x, y, key):
         calls.append(1)
-        return logreg_loss(params, x, y)
+        return logreg_loss(params, x, y), state
 
     base = sparse_task()
     task = Task(**{**base.__dict__, "loss": counting_loss})
