@@ -14,6 +14,7 @@ redundancy and Byzantine sets) and ``curves.png``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ def trial_keys(seed: int, trials: int) -> jax.Array:
     """One key per trial: ``fold_in(PRNGKey(seed), t)``, the same across schemes."""
     base = jax.random.PRNGKey(seed)
     return jax.vmap(lambda t: jax.random.fold_in(base, t))(jnp.arange(trials))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_task_functions(task: Task) -> tuple[Callable, Callable]:
+    """Model init and evaluation batched over trials, compiled once per task and shared by its schemes."""
+    return (jax.jit(jax.vmap(task.init)),
+            jax.jit(jax.vmap(task.evaluate, in_axes=(0, 0, None, None))))
 
 
 def batch_trials(run: Callable, mode: str) -> Callable:
@@ -71,19 +79,23 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     plan = trainer.plan
     keys = trial_keys(cfg.seed, cfg.trials)
     data = tuple(jnp.asarray(a) for a in data)
+    task_init, task_evaluate = _compiled_task_functions(trainer.task)
     init = jax.jit(jax.vmap(trainer.init))
     mode = trainer.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching
     run = jax.jit(batch_trials(trainer.run, mode), static_argnums=2, donate_argnums=0)
-    evaluate = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None)))
+    model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s))))
+
+    def evaluate(state):
+        return np.asarray(task_evaluate(*model_of(state), data[2], data[3]))
 
     start = time.perf_counter()
-    state = init(keys)
+    state = init(keys, task_init(jax.vmap(trainer.init_key)(keys)))
     steps = trainer.eval_steps(cfg.eval_every)
-    metrics = [np.asarray(evaluate(state, data))]
+    metrics = [evaluate(state)]
     walls = [time.perf_counter() - start]
     for a, b in zip(steps[:-1], steps[1:]):
         state = run(state, data, int(b - a))
-        metrics.append(np.asarray(evaluate(state, data)))
+        metrics.append(evaluate(state))
         walls.append(time.perf_counter() - start)
         if progress is not None:
             progress(int(b - a))

@@ -26,7 +26,7 @@ stored vote times the summed step sizes, applied lazily.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,7 @@ from .config import ConfigError, ExperimentConfig, SchemeConfig
 from .election import election
 from .tasks import Task
 
-__all__ = ["Plan", "make_plan", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
+__all__ = ["Plan", "make_plan", "partition_grads", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
            "SPARSE_ATTACKS"]
 
 # Attacks whose message at a coordinate depends only on that coordinate's partition signs.
@@ -143,6 +143,25 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
     )
 
 
+def partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
+                    key: jax.Array) -> tuple[jax.Array, Any]:
+    """``(k, d)`` flat gradients, one per partition, each computed once (``vmap`` over partitions).
+
+    ``loss(params, model_state, x, y, key) -> (loss, new_model_state)``; ``xs``, ``ys`` hold the k
+    partitions' samples ``(k, m, ...)``; partition j's augmentation key is ``split(key, k)[j]``.
+    Inside the vmap a partition's forward pass sees only its own m samples, so BatchNorm normalizes
+    with the partition's statistics ``μ_j, σ²_j``, as the worker computing it would. Each worker
+    would update its copy of the running statistics, ``r ← β r + (1 − β) μ_j``; the master keeps
+    the mean of the k copies, ``r' = β r + (1 − β) (1/k) Σ_j μ_j`` (likewise the variance).
+    """
+    def one(x, y, k):
+        return jax.grad(lambda p: loss(p, model_state, x, y, k), has_aux=True)(params)
+
+    grads, states = jax.vmap(one)(xs, ys, jax.random.split(key, xs.shape[0]))
+    new_state = jax.tree.map(lambda s: s.mean(axis=0), states)
+    return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), new_state
+
+
 class TrialKeys(NamedTuple):
     data: jax.Array
     noise: jax.Array
@@ -195,15 +214,21 @@ class Trainer:
             return draw_bernoulli(key, p.n, p.k, p.r / p.n, p.nonempty_rows)
         return jnp.asarray(p.matrix, jnp.float32)
 
+    @staticmethod
+    def init_key(key: jax.Array) -> jax.Array:
+        """The part of a trial key that draws the model's initial parameters (the same in every scheme)."""
+        return jax.random.split(key, 7)[2]
+
     def _setup(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, TrialKeys]:
         k_code, k_byz, k_init, k_data, k_noise, k_attack, k_augment = jax.random.split(key, 7)
         G = self.draw_code(k_code)
         byz = byzantine_mask(self.plan.placement, k_byz, G, self.plan.b)
         return G, byz, k_init, TrialKeys(k_data, k_noise, k_attack, k_byz, k_augment)
 
-    def init(self, key: jax.Array) -> TrialState:
+    def init(self, key: jax.Array, initial: tuple[Any, Any] | None = None) -> TrialState:
+        """A trial's initial state; ``initial = task.init(init_key(key))`` may be passed in precomputed."""
         G, byz, k_init, keys = self._setup(key)
-        params, model_state = self.task.init(k_init)
+        params, model_state = self.task.init(k_init) if initial is None else initial
         mom_dim = self.num_params if self.plan.worker_momentum > 0 else 0
         return TrialState(params, model_state, self.optimizer.init(params),
                           jnp.zeros((self.plan.k, mom_dim), jnp.float32), G, byz, jnp.int32(0), keys)
@@ -232,18 +257,8 @@ class Trainer:
 
     def partition_grads(self, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
                         key: jax.Array) -> tuple[jax.Array, Any]:
-        """``(k, d)`` flat gradients, one per partition, each computed once (vmap over partitions).
-
-        Inside the vmap a partition's forward pass sees only its own samples, so BatchNorm uses the
-        partition's statistics, as the worker computing it would; the new running statistics are
-        the mean of the k partitions' updated copies.
-        """
-        def one(x, y, k):
-            return jax.grad(lambda p: self.task.loss(p, model_state, x, y, k), has_aux=True)(params)
-
-        grads, states = jax.vmap(one)(xs, ys, jax.random.split(key, xs.shape[0]))
-        new_state = jax.tree.map(lambda s: s.mean(axis=0), states)
-        return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), new_state
+        """See :func:`partition_grads`."""
+        return partition_grads(self.task.loss, params, model_state, xs, ys, key)
 
     def step_byzantine(self, state: TrialState) -> jax.Array:
         """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement)."""
@@ -378,9 +393,9 @@ class SparseLogRegTrainer(Trainer):
                 and plan.weight_decay == 0 and plan.noise_std == 0 and plan.attack in SPARSE_ATTACKS
                 and plan.placement != "per_step")
 
-    def init(self, key: jax.Array) -> SparseState:
+    def init(self, key: jax.Array, initial: tuple[Any, Any] | None = None) -> SparseState:
         G, byz, k_init, keys = self._setup(key)
-        theta = self.task.init(k_init)[0]["w"]
+        theta = (self.task.init(k_init) if initial is None else initial)[0]["w"]
         dim = theta.shape[0]
         zero_column = jnp.zeros((self.plan.k, 1), jnp.float32)
         v0 = election(G, zero_column, byz, self.plan.attack, None, self.plan.direction)[0]
