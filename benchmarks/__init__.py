@@ -1,0 +1,1 @@
+"""Benchmarks and sweeps: `python -m benchmarks.<name>`; outputs go to benchmarks/results/."""
