@@ -1,11 +1,16 @@
-"""Command line: ``jax-ec run [CONFIG] [--out DIR] [--trials T] [--set key=value ...]``."""
+"""Command line: ``jax-ec run [CONFIG] [--out DIR] [--trials T] [--set key=value ...] [--fresh]``.
+
+Exit codes: 0 success, 2 bad input (config, flags, files, a checkpoint of another config),
+3 a diverging run (NaN/Inf parameters or metric; the last finite checkpoint is kept).
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, smoke_config
 
 __all__ = ["main"]
 
@@ -20,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set optim.lr=1e-4 --set schemes.2.r=3")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--smoke", action="store_true",
+                     help="run the config's smoke form: 2 trials, 2 steps, tiny models (checks it end to end)")
+    restart = run.add_mutually_exclusive_group()
+    restart.add_argument("--resume", dest="resume", action="store_true", default=True,
+                         help="(default) continue an interrupted run of the same config from OUT/checkpoints/; "
+                              "refuses checkpoints of another config")
+    restart.add_argument("--fresh", dest="resume", action="store_false",
+                         help="ignore and delete OUT/checkpoints/ and start from step 0")
     rep = sub.add_parser("report", help="markdown table and plots from one or more result folders")
     rep.add_argument("folders", nargs="+", help="result folders written by `jax-ec run`")
     rep.add_argument("--out", default="report/report.md", help="markdown file (plots go beside it)")
@@ -34,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.trials is not None and args.trials < 1:
                 raise ConfigError(f"--trials: got {args.trials}; expected an integer >= 1")
             cfg, _ = load_config(args.config, args.overrides, args.trials)
-            from .experiment import run_experiment
-            result = run_experiment(cfg, args.out, progress_bar=not args.no_progress)
+            if args.smoke:
+                cfg = smoke_config(cfg)
+            from .experiment import DivergenceError, run_experiment
+            try:
+                command = shlex.join(["jax-ec", *(sys.argv[1:] if argv is None else argv)])
+                result = run_experiment(cfg, args.out, progress_bar=not args.no_progress, resume=args.resume,
+                                        command=command)
+            except DivergenceError as exc:
+                print(f"jax-ec: error: {exc}", file=sys.stderr)
+                return 3
         except (ConfigError, FileNotFoundError) as exc:
             print(f"jax-ec: error: {exc}", file=sys.stderr)
             return 2

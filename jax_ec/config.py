@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -26,7 +27,7 @@ from .attacks import ATTACKS, PLACEMENTS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig",
            "ExperimentConfig", "load_config", "config_from_dict", "config_to_dict",
-           "apply_overrides", "default_config_path", "TASKS", "CODES", "PARTITIONINGS"]
+           "apply_overrides", "default_config_path", "smoke_config", "TASKS", "CODES", "PARTITIONINGS"]
 
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
@@ -493,6 +494,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if trials is not None:
         data["trials"] = trials
     return config_from_dict(data), data
+
+
+def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config's "smoke" form: every scheme, 2 trials, 2 steps, tiny models and data subsets.
+
+    Keeps the task, the cluster, the codes, the attacks and the model architecture; image tasks get
+    width-4 models, the smallest minibatch every scheme splits into whole partitions, 2 minibatches
+    of training samples and 32 test samples.
+    """
+    task, batch_size = cfg.task, cfg.batch_size
+    if task.name not in ("amazon", "synthetic"):
+        # The smallest minibatch that every scheme splits into whole (ρ-reduced) partitions.
+        ks = math.lcm(*(cfg.scheme_k(s) for s in cfg.schemes))
+        per = next(m for m in range(1, 101) if all(abs(m * s.rho - round(m * s.rho)) < 1e-9
+                                                    and round(m * s.rho) >= 1 for s in cfg.schemes))
+        batch_size = ks * per
+        task = replace(task, width=4, train_samples=2 * batch_size, test_samples=32)
+    return replace(cfg, trials=2, steps=2, eval_every=1, batch_size=batch_size, task=task).validate()
 
 
 def with_updates(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
