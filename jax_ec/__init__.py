@@ -9,10 +9,12 @@ Public API::
     G = jax_ec.bernoulli(seed=0, n=15, r=2)          # allocation matrix, int8 (n, k)
     jax_ec.redundancy(G)                             # mean partitions per worker
     v = jax_ec.elect(G, partition_grads, byzantine, attack="reverse")   # vote in {-1, 0, +1}^d
+    jax_ec.verify(jax_ec.deterministic(15, 3), 3).tolerant               # exact perfect tolerance
 """
 
+from .analysis import deterministic, max_tolerance, min_redundancy, replay, verify
 from .attacks import ATTACKS, PLACEMENTS
-from .codes import (bernoulli, draw_bernoulli, from_matrix, load_code, loads, paper_code_n5,
+from .codes import (bernoulli, draco, draw_bernoulli, from_matrix, load_code, loads, paper_code_n5,
                     redundancy, uncoded, validate_allocation)
 from .config import ConfigError, ExperimentConfig, SchemeConfig, config_from_dict, load_config
 from .election import elect, election, global_vote, local_votes, partition_signs
@@ -20,7 +22,8 @@ from .election import elect, election, global_vote, local_votes, partition_signs
 __version__ = "0.1.0"
 
 __all__ = [
-    "ATTACKS", "PLACEMENTS", "ConfigError", "ExperimentConfig", "SchemeConfig", "bernoulli",
+    "ATTACKS", "PLACEMENTS", "ConfigError", "deterministic", "draco", "max_tolerance", "min_redundancy",
+    "replay", "verify", "ExperimentConfig", "SchemeConfig", "bernoulli",
     "config_from_dict", "draw_bernoulli", "elect", "election", "from_matrix", "global_vote",
     "load_code", "load_config", "loads", "local_votes", "paper_code_n5", "partition_signs",
     "redundancy", "run_experiment", "make_train", "make_task", "uncoded", "validate_allocation",

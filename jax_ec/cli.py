@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 
+from .cli_codes import add_codes_parser, run_codes
 from .config import ConfigError, load_config, smoke_config
 
 __all__ = ["main"]
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                               "refuses checkpoints of another config")
     restart.add_argument("--fresh", dest="resume", action="store_false",
                          help="ignore and delete OUT/checkpoints/ and start from step 0")
+    add_codes_parser(sub)
     rep = sub.add_parser("report", help="markdown table and plots from one or more result folders")
     rep.add_argument("folders", nargs="+", help="result folders written by `jax-ec run`")
     rep.add_argument("--out", default="report/report.md", help="markdown file (plots go beside it)")
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(result.table())
         print(f"\nresults written to {result.out_dir}/ (metrics.csv, summary.csv, curves.png, run.json)")
+    elif args.command == "codes":
+        try:
+            return run_codes(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"jax-ec: error: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "report":
         from .report import write_report
         try:

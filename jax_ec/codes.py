@@ -17,8 +17,10 @@ Codes provided here:
   paper's CIFAR script does;
 * :func:`paper_code_n5` — the deterministic 1-Byzantine-tolerant example of the official code
   (n = 5, r = 3.8);
-* :func:`repetition` — DRACO-style repetition: groups of at least 2b + 1 workers that all hold the
-  same partitions (block-diagonal all-ones blocks, r ≥ 2b + 1);
+* :func:`draco` — DRACO's layout: groups of at least 2b + 1 workers that all hold the same
+  partitions (block-diagonal all-ones blocks, r ≥ 2b + 1), for the real-valued repetition baseline
+  (the election-coding repetition allocation, 2b + 1 full copies, is
+  :func:`jax_ec.analysis.design.repetition`);
 * :func:`from_matrix` / :func:`load_code` — a user-given 0/1 matrix (nested list, array, CSV file).
 
 Host-side functions return NumPy ``int8`` arrays; :func:`draw_bernoulli` is the jit/vmap-safe JAX
@@ -40,7 +42,7 @@ __all__ = [
     "bernoulli",
     "draw_bernoulli",
     "paper_code_n5",
-    "repetition",
+    "draco",
     "from_matrix",
     "load_code",
     "validate_allocation",
@@ -148,16 +150,17 @@ def paper_code_n5() -> np.ndarray:
     )
 
 
-def repetition(n: int, b: int) -> np.ndarray:
-    """DRACO-style repetition code with ``k = n``: workers split into ``⌊n / (2b + 1)⌋`` groups of as
+def draco(n: int, b: int) -> np.ndarray:
+    """DRACO's repetition layout with ``k = n``: workers split into ``⌊n / (2b + 1)⌋`` groups of as
     equal size as possible (each ≥ 2b + 1); every worker of a group holds all of the group's
     partitions. Each partition is processed by its whole group, so a majority (or median) inside a
     group is decided by honest workers whenever fewer than half of the group are Byzantine, which
-    ``b`` Byzantine workers cannot break. Redundancy: ``Σ_g size_g² / n`` (= 2b + 1 when 2b + 1 divides n).
+    ``b`` Byzantine workers cannot break — with DRACO's decoder (``aggregator: repetition``), not
+    with the majority of local majorities, under which this layout is not b-tolerant. Redundancy: ``Σ_g size_g² / n`` (= 2b + 1 when 2b + 1 divides n).
     """
     n = _check_positive_int("n", n)
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b or 2 * b + 1 > n:
-        raise ValueError(f"b: got {b!r}; a repetition code needs 0 <= b and 2b + 1 <= n = {n}")
+        raise ValueError(f"b: got {b!r}; the DRACO layout needs 0 <= b and 2b + 1 <= n = {n}")
     groups = n // (2 * b + 1)
     sizes = [n // groups + (1 if g < n % groups else 0) for g in range(groups)]
     G = np.zeros((n, n), dtype=np.int8)

@@ -32,7 +32,7 @@ __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConf
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
 TRIAL_BATCHING = ("auto", "vmap", "map")
-CODES = ("uncoded", "bernoulli", "paper_n5", "repetition", "matrix")
+CODES = ("uncoded", "bernoulli", "paper_n5", "draco", "matrix")
 PARTITIONINGS = ("shards", "split")
 
 
@@ -132,7 +132,7 @@ class SchemeConfig:
 
     ``code``: ``uncoded`` (SignSGD-MV), ``bernoulli`` (needs ``r``; p = r/n; ``k`` partitions,
     default n; ``nonempty_rows`` redraws until no worker is empty), ``paper_n5`` (n = 5),
-    ``repetition`` (DRACO-style groups of ≥ 2b + 1 workers), ``matrix`` (``matrix``: a nested list
+    ``draco`` (DRACO groups of ≥ 2b + 1 workers sharing partitions), ``matrix`` (``matrix``: a nested list
     or a CSV/.npy path). ``attack: none`` (or ``b: 0``) gives the no-attack baseline.
 
     ``aggregator``: ``vote`` (election coding: majority of partition signs), ``signed_sum`` (a worker
@@ -277,11 +277,11 @@ class ExperimentConfig:
             _fail(f"{path}.matrix", s.matrix, f"matrix applies to code: matrix only (code is {s.code!r})")
         if s.aggregator not in AGGREGATORS:
             _fail(f"{path}.aggregator", s.aggregator, f"allowed: {', '.join(AGGREGATORS)}")
-        if s.aggregator == "repetition" and s.code not in ("repetition", "matrix", "paper_n5", "uncoded"):
+        if s.aggregator == "repetition" and s.code not in ("draco", "matrix", "paper_n5", "uncoded"):
             _fail(f"{path}.aggregator", s.aggregator,
-                  f"the repetition aggregator needs a fixed code (repetition, matrix, paper_n5), not {s.code!r}")
-        if s.code == "repetition" and 2 * self.scheme_b(s) + 1 > self.n:
-            _fail(f"{path}.code", s.code, f"a repetition code needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
+                  f"the repetition aggregator needs a fixed code (draco, matrix, paper_n5), not {s.code!r}")
+        if s.code == "draco" and 2 * self.scheme_b(s) + 1 > self.n:
+            _fail(f"{path}.code", s.code, f"the DRACO layout needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
         if not 0 < s.rho <= 1:
             _fail(f"{path}.rho", s.rho, "expected a fraction in (0, 1]")
         if s.lr is not None and not s.lr > 0:

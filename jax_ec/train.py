@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 
 from .attacks import byzantine_mask, uniform_placement
 from .aggregators import BITS_PER_COORDINATE, aggregate, real_attack_messages, repetition_groups, worker_means
-from .codes import draw_bernoulli, load_code, paper_code_n5, repetition, uncoded, validate_allocation
+from .codes import draco, draw_bernoulli, load_code, paper_code_n5, uncoded, validate_allocation
 from .config import ConfigError, ExperimentConfig, SchemeConfig
 from .election import election
 from .tasks import Task
@@ -123,8 +123,8 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
                   else validate_allocation(scheme.matrix, n=cfg.n))
     elif scheme.code == "paper_n5":
         matrix = paper_code_n5()
-    elif scheme.code == "repetition":
-        matrix = repetition(cfg.n, cfg.scheme_b(scheme))
+    elif scheme.code == "draco":
+        matrix = draco(cfg.n, cfg.scheme_b(scheme))
     elif scheme.code == "uncoded":
         matrix = uncoded(cfg.n)
     noise_std = cfg.noise_std if scheme.noise_std is None else scheme.noise_std

@@ -9,7 +9,7 @@ import pytest
 
 from jax_ec.aggregators import (aggregate, real_attack_messages, repetition_groups, sanitize,
                                 worker_means)
-from jax_ec.codes import redundancy, repetition
+from jax_ec.codes import draco, redundancy
 from jax_ec.config import ConfigError, config_from_dict
 from jax_ec.tasks import make_task
 from jax_ec.train import make_train
@@ -39,13 +39,13 @@ def test_worker_means_median_mean_match_loops(seed):
     np.testing.assert_allclose(np.asarray(aggregate("mean", jnp.asarray(M))), M.mean(0), rtol=1e-5, atol=1e-6)
 
 
-def test_repetition_code_and_decoding():
-    G = repetition(7, 1)  # groups of sizes 4 and 3
+def test_draco_layout_and_repetition_decoding():
+    G = draco(7, 1)  # groups of sizes 4 and 3
     assert [len(g) for g in repetition_groups(G)] == [4, 3]
     assert redundancy(G) == (16 + 9) / 7
-    np.testing.assert_array_equal(repetition(9, 1), np.kron(np.eye(3), np.ones((3, 3))))
+    np.testing.assert_array_equal(draco(9, 1), np.kron(np.eye(3), np.ones((3, 3))))
     with pytest.raises(ValueError, match="^b"):
-        repetition(4, 2)
+        draco(4, 2)
     # One liar per group cannot move the group median; the result is the mean of the group values.
     M = np.array([[1.0], [1.0], [-50.0], [1.0], [3.0], [3.0], [99.0]])
     out = aggregate("repetition", jnp.asarray(M), repetition_groups(G))

@@ -114,7 +114,7 @@ def test_configs_amazon_paper_equals_default():
     (["schemes.1.attack=nuke"], "schemes[1].attack", ["'nuke'", "allowed:"]),
     (["placement=everywhere"], "placement", ["'everywhere'", "allowed:", "uniform", "most_loaded"]),
     (["schemes.0.code=lrc"], "schemes[0].code", ["'lrc'", "allowed:", "bernoulli", "matrix"]),
-    (["task.name=mnist"], "task.name", ["'mnist'", "allowed:", "amazon", "synthetic"]),
+    (["task.name=imagenet"], "task.name", ["'imagenet'", "allowed:", "amazon", "synthetic", "cifar10"]),
     (["partitioning=random"], "partitioning", ["'random'", "allowed:", "shards", "split"]),
     (["trial_batching=pmap"], "trial_batching", ["'pmap'", "allowed:", "vmap", "map"]),
     (["direction=0"], "direction", ["got 0", "1, -1"]),
