@@ -70,9 +70,15 @@ def coordinate_median(M: jax.Array) -> jax.Array:
     return jnp.median(sanitize(M), axis=0)
 
 
+def _bounded(M: jax.Array) -> jax.Array:
+    """Sanitized and clipped to ±max/(2n): no sum of the n rows can overflow (identity on real gradients)."""
+    bound = jnp.finfo(M.dtype).max / (2 * M.shape[0])
+    return jnp.clip(sanitize(M), -bound, bound)
+
+
 def mean_aggregate(M: jax.Array) -> jax.Array:
     """Coordinate-wise mean over workers (a matmul with a ones vector: fast on XLA:CPU)."""
-    return jnp.ones((M.shape[0],), M.dtype) @ sanitize(M) / M.shape[0]
+    return jnp.ones((M.shape[0],), M.dtype) @ _bounded(M) / M.shape[0]
 
 
 def repetition_groups(G) -> tuple[tuple[int, ...], ...]:
@@ -89,7 +95,7 @@ def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...]) -> j
     """Median inside each group of identical workers, then the mean over groups."""
     M = sanitize(M)
     decoded = [jnp.median(M[jnp.asarray(g)], axis=0) for g in groups]
-    return jnp.stack(decoded).mean(axis=0)
+    return _bounded(jnp.stack(decoded)).mean(axis=0)
 
 
 def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | None = None) -> jax.Array:

@@ -117,8 +117,9 @@ class OptimConfig:
             _fail(f"{path}.lr", self.lr, "expected a step size > 0")
         if not 0 < self.lr_decay <= 1:
             _fail(f"{path}.lr_decay", self.lr_decay, "expected a factor in (0, 1]")
-        if any(e < 1 for e in self.lr_boundaries) or list(self.lr_boundaries) != sorted(self.lr_boundaries):
-            _fail(f"{path}.lr_boundaries", self.lr_boundaries, "expected increasing epochs >= 1")
+        if any(e < 1 for e in self.lr_boundaries) or any(a >= b for a, b in zip(self.lr_boundaries,
+                                                                                self.lr_boundaries[1:])):
+            _fail(f"{path}.lr_boundaries", self.lr_boundaries, "expected strictly increasing epochs >= 1")
         for name in ("momentum", "worker_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(f"{path}.{name}", getattr(self, name), "expected a value in [0, 1)")
@@ -213,8 +214,13 @@ class ExperimentConfig:
         for name in ("trials", "n", "batch_size", "epochs", "eval_every"):
             if getattr(self, name) < 1:
                 _fail(name, getattr(self, name), "expected an integer >= 1")
-        if self.seed < 0:
-            _fail("seed", self.seed, "expected an integer >= 0")
+        if not 0 <= self.seed < 2 ** 32:
+            _fail("seed", self.seed, "expected an integer >= 0 and < 2**32 (PRNGKey keeps 32 bits: larger "
+                  "seeds would repeat smaller ones)")
+        try:
+            self.out_dir.format(name=self.name)
+        except (KeyError, IndexError, ValueError) as exc:
+            _fail("out_dir", self.out_dir, f"expected a folder path whose only placeholder is {{name}} ({exc!r})")
         if self.steps is not None and self.steps < 1:
             _fail("steps", self.steps, "expected an integer >= 1 (or null to run `epochs` epochs)")
         if not 0 <= self.b < self.n:
@@ -256,6 +262,10 @@ class ExperimentConfig:
             _fail(f"{path}.b", b, f"expected 0 <= b < n = {self.n}")
         if s.k is not None and s.k < 1:
             _fail(f"{path}.k", s.k, "expected an integer >= 1")
+        fixed_k = {"uncoded": self.n, "draco": self.n, "paper_n5": 5}.get(s.code)
+        if s.k is not None and fixed_k is not None and s.k != fixed_k:
+            _fail(f"{path}.k", s.k, f"the {s.code} code has k = {fixed_k} partitions "
+                  "(k applies to bernoulli codes; leave it out)")
         if s.code == "bernoulli":
             if s.r is None or not 0 < s.r <= self.n:
                 _fail(f"{path}.r", s.r, f"a bernoulli code needs a redundancy r in (0, n] = (0, {self.n}]")

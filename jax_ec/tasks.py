@@ -73,7 +73,7 @@ def _amazon(cfg: TaskConfig) -> Task:
     except ValueError as exc:
         if "n_train" in str(exc):
             raise ConfigError(f"task.n_train: got {cfg.n_train}; {exc}") from None
-        raise
+        raise ConfigError(f"task.data_path: got {cfg.data_path!r}; {exc}") from None
     return Task(
         name="amazon", metric_name="test_auc",
         train_x=data.train_idx, train_y=data.train_y, test_x=data.test_idx, test_y=data.test_y,
@@ -101,7 +101,10 @@ def _synthetic(cfg: TaskConfig, seed: int) -> Task:
 def _image_data(cfg: TaskConfig) -> ImageData:
     if cfg.name == "digits":
         return load_digits()
-    return load_tfds(cfg.name, data_dir=cfg.data_dir, download=cfg.download)
+    try:
+        return load_tfds(cfg.name, data_dir=cfg.data_dir, download=cfg.download)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"task.data_dir: got {cfg.data_dir!r}; {exc}") from None
 
 
 def _limit(data: ImageData, cfg: TaskConfig) -> tuple[np.ndarray, ...]:

@@ -1,0 +1,263 @@
+"""Checkpoint and resume: a real `jax-ec run` subprocess killed with SIGKILL resumes and ends with
+exactly the metrics of an uninterrupted run (every column but wall_time), whether it was killed in
+the middle of a scheme or between two schemes; checkpoints of another config are refused; the
+checkpoint files are written atomically.
+
+The killed runs pause (sleep) right after a chosen checkpoint write, through a wrapper that patches
+:class:`jax_ec.checkpoint.Checkpointer` in the child process only, so the SIGKILL lands at a known
+point and the test is deterministic. All subprocesses share a persistent XLA compilation cache (a
+temporary folder) so that only the first one pays for compiling.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from jax_ec.checkpoint import CHECKPOINT_DIR, Checkpointer, CheckpointError, config_fingerprint, save_npz_atomic
+from jax_ec.cli import main
+from jax_ec.config import config_from_dict
+
+CONFIG = {
+    "name": "resume_tiny",
+    "seed": 3,
+    "trials": 2,
+    "task": {"name": "synthetic", "num_samples": 256, "num_features": 8, "hidden": [8]},
+    "n": 5, "b": 1, "attack": "reverse",
+    "partitioning": "split", "batch_size": 20, "steps": 12, "eval_every": 2,
+    "optim": {"lr": 0.05, "lr_boundaries": [], "momentum": 0.9, "worker_momentum": 0.0},
+    "schemes": [{"name": "uncoded", "code": "uncoded"}, {"name": "bern", "code": "bernoulli", "r": 2}],
+}
+STEPS = [0, 2, 4, 6, 8, 10, 12]
+WAIT_S = 240  # bound on any wait; a healthy run needs a few seconds
+
+# Runs the CLI in a child process that checkpoints after every chunk (instead of once a minute);
+# after the first call of Checkpointer.<HOOK> it writes a marker file and sleeps, so the parent
+# can SIGKILL it right there.
+PAUSING_CLI = """
+import os, pathlib, sys, time
+import jax_ec.checkpoint as ck
+ck.Checkpointer.due = lambda self, scheme, now: True
+hook, marker = os.environ["PAUSE_AFTER"], pathlib.Path(os.environ["PAUSE_MARKER"])
+original = getattr(ck.Checkpointer, hook)
+def paused(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    marker.write_text(hook)
+    time.sleep(600)
+setattr(ck.Checkpointer, hook, paused)
+from jax_ec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("xla_cache")
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def cli(config_path, out, *extra):
+    return [str(config_path), "--out", str(out), "--no-progress", *extra]
+
+
+def run_cli(args, env, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jax_ec.cli", "run", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=WAIT_S)
+
+
+def metrics_without_wall_time(out: Path) -> list[list[str]]:
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    wall = rows[0].index("wall_time")
+    return [r[:wall] + r[wall + 1:] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(config_path, env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    proc = run_cli(cli(config_path, out), env, out)
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / CHECKPOINT_DIR).exists()  # removed once the results are written
+    return out
+
+
+def kill_at(config_path, env, out: Path, hook: str) -> None:
+    """Start a run that pauses after its first ``hook`` call, wait for it, SIGKILL it."""
+    marker = out.parent / f"{out.name}.paused"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_CLI, "run", *cli(config_path, out)],
+                            env={**env, "PAUSE_AFTER": hook, "PAUSE_MARKER": str(marker)}, cwd=out.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (rc {proc.returncode}) before pausing: {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no checkpoint within {WAIT_S} s")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "metrics.csv").exists()  # nothing final was written
+
+
+def checkpoint_meta(path: Path) -> dict:
+    with np.load(path) as z:
+        return json.loads(z["__meta__"].tobytes().decode())
+
+
+@pytest.mark.parametrize("hook", ["save_progress", "save_finished"], ids=["mid_scheme", "between_schemes"])
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, config_path, env, tmp_path, capsys):
+    out = tmp_path / "run"
+    kill_at(config_path, env, out, hook)
+    ckpt = out / CHECKPOINT_DIR
+    assert sorted(p.name for p in ckpt.iterdir()) == ["uncoded.npz"]  # no torn or temporary file
+    meta = checkpoint_meta(ckpt / "uncoded.npz")
+    if hook == "save_progress":
+        assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (False, 1, 2)
+        # The same folder with another config is refused with one line before anything runs.
+        before = (ckpt / "uncoded.npz").read_bytes(), (out / "config.yaml").read_text()
+        assert main(["run", *cli(config_path, out), "--set", "seed=4"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("jax-ec: error: checkpoints: "), err
+        assert "different config" in err[0] and "--fresh" in err[0]
+        assert ((ckpt / "uncoded.npz").read_bytes(), (out / "config.yaml").read_text()) == before
+    else:
+        assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (True, 6, 12)
+
+    proc = run_cli(cli(config_path, out), env, tmp_path)  # resumes by default
+    assert proc.returncode == 0, proc.stderr
+    assert metrics_without_wall_time(out) == metrics_without_wall_time(reference)
+    assert len(metrics_without_wall_time(out)) == 1 + 2 * 2 * len(STEPS)
+    run = json.loads((out / "run.json").read_text())
+    ref = json.loads((reference / "run.json").read_text())
+    resumed = {s: info["resumed_from_step"] for s, info in run["schemes"].items()}
+    assert resumed == ({"uncoded": 2, "bern": None} if hook == "save_progress" else {"uncoded": 12, "bern": None})
+    for s in ("uncoded", "bern"):
+        for key in ("redundancy", "max_load", "byzantine_workers"):
+            assert run["schemes"][s][key] == ref["schemes"][s][key]
+    with open(out / "summary.csv") as f, open(reference / "summary.csv") as g:
+        assert [r[:-1] for r in csv.reader(f)] == [r[:-1] for r in csv.reader(g)]  # wall_time_s is last
+    assert not ckpt.exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_fresh_discards_checkpoints_and_resume_refuses_foreign_files(config_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / CHECKPOINT_DIR).mkdir(parents=True)
+    (out / CHECKPOINT_DIR / "uncoded.npz").write_bytes(b"junk")
+    small = ["--set", "steps=2", "--set", "schemes=[{name: uncoded, code: uncoded}]"]
+    assert main(["run", *cli(config_path, out), *small]) == 2
+    err = capsys.readouterr().err
+    assert "jax-ec: error: checkpoints: " in err and "not a readable jax_ec checkpoint" in err
+    with pytest.raises(SystemExit):  # --fresh and --resume are exclusive
+        main(["run", *cli(config_path, out), "--resume", "--fresh"])
+    capsys.readouterr()
+    assert main(["run", *cli(config_path, out), *small, "--fresh"]) == 0
+    capsys.readouterr()
+    run = json.loads((out / "run.json").read_text())
+    assert run["schemes"]["uncoded"]["resumed_from_step"] is None
+    assert not (out / CHECKPOINT_DIR).exists()
+    command = run["reproducibility"]["command"]
+    assert command.startswith("jax-ec run ") and "--fresh" in command
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoint files themselves (no training)
+# ---------------------------------------------------------------------------------------------
+
+def test_atomic_write_keeps_the_previous_checkpoint_on_failure(tmp_path):
+    path = tmp_path / "c.npz"
+    save_npz_atomic(path, {"x": np.arange(3)})
+    before = path.read_bytes()
+
+    class Boom:  # np.savez fails half-way through the archive
+        def __array__(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_atomic(path, {"a": np.ones(1000), "b": Boom()})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary file left
+
+
+def test_damaged_or_foreign_checkpoint_is_refused(tmp_path):
+    cfg = config_from_dict(CONFIG)
+    ck = Checkpointer(tmp_path, cfg)
+    ck.directory.mkdir(parents=True)
+    (ck.directory / "uncoded.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match=r"^checkpoints: .*not a readable jax_ec checkpoint.*--fresh"):
+        ck.check_config()
+    save_npz_atomic(ck.directory / "uncoded.npz", {"__meta__": np.frombuffer(b'{"format": 99}', np.uint8)})
+    with pytest.raises(CheckpointError, match=r"^checkpoints: .*format 99"):
+        ck.check_config()
+
+
+def test_fingerprint_ignores_out_dir_and_covers_everything_else(tmp_path):
+    base = config_from_dict(CONFIG)
+    assert config_fingerprint(base) == config_fingerprint(config_from_dict({**CONFIG, "out_dir": "elsewhere"}))
+    for change in ({"seed": 4}, {"trials": 3}, {"steps": 10}, {"eval_every": 3}, {"trial_batching": "map"},
+                   {"optim": {**CONFIG["optim"], "lr": 0.06}}):
+        assert config_fingerprint(config_from_dict({**CONFIG, **change})) != config_fingerprint(base), change
+    # A matrix given as a file: its contents count, not only its path.
+    matrix = tmp_path / "G.csv"
+    matrix.write_text("1,1,0\n0,1,1\n1,0,1\n1,0,0\n0,1,0\n")
+    with_file = {**CONFIG, "batch_size": 21, "schemes": [{"name": "m", "code": "matrix", "matrix": str(matrix)}]}
+    first = config_fingerprint(config_from_dict(with_file))
+    matrix.write_text("1,1,0\n0,1,1\n1,0,1\n1,0,0\n0,0,1\n")
+    assert config_fingerprint(config_from_dict(with_file)) != first
+
+
+def test_state_with_wrong_shapes_is_refused(tmp_path):
+    """A checkpoint whose state arrays do not match the scheme's eval_shape is refused."""
+    import jax.numpy as jnp
+
+    cfg = config_from_dict(CONFIG)
+    ck = Checkpointer(tmp_path, cfg)
+    ids = np.arange(2)
+    state = {"w": jnp.zeros((2, 3)), "step": jnp.zeros((2,), jnp.int32)}
+    ck.save_progress("uncoded", ids, state, np.zeros((2, 2)), np.zeros(2), 1, 2, 0.0)
+    good = ck.load("uncoded", ids, 6, lambda: state)
+    assert good.chunks_done == 1 and not good.finished
+    np.testing.assert_array_equal(np.asarray(good.state["w"]), np.zeros((2, 3)))
+    with pytest.raises(CheckpointError, match=r"state array .* expected"):
+        ck.load("uncoded", ids, 6, lambda: {"w": jnp.zeros((2, 4)), "step": jnp.zeros((2,), jnp.int32)})
+    with pytest.raises(CheckpointError, match=r"trials \[0, 1\]"):
+        ck.load("uncoded", np.arange(3), 6, lambda: state)
+    other = Checkpointer(tmp_path, config_from_dict({**CONFIG, "seed": 9}))
+    with pytest.raises(CheckpointError, match="different config"):
+        other.load("uncoded", ids, 6, lambda: state)
+
+
+def test_checkpoint_interval_counts_from_the_scheme_start(tmp_path):
+    ck = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=60)
+    ck.start("s", 100.0)
+    assert not ck.due("s", 130.0) and ck.due("s", 160.0)
+    ck.save_progress("s", np.arange(2), {"w": np.zeros((2, 1))}, np.zeros((2, 2)), np.zeros(2), 1, 2, now=160.0)
+    assert ck.saved_step("s") == 2 and not ck.due("s", 200.0) and ck.due("s", 221.0)
+    every_chunk = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=0)
+    every_chunk.start("s", 100.0)
+    assert every_chunk.due("s", 100.0)
