@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .attacks import ATTACKS, RANDOM_ATTACKS, attack_messages, check_attack
+from .attacks import RANDOM_ATTACKS, attack_messages, check_attack
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "elect"]
 

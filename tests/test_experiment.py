@@ -176,7 +176,7 @@ def test_same_seed_is_bitwise_reproducible_and_seed_matters(tmp_path):
         out = tmp_path / label
         run_experiment(synthetic(seed=seed, **small), out, progress_bar=False)
         runs[label] = (read_metrics(out), json.loads((out / "run.json").read_text())["schemes"])
-    (a, info_a), (b, info_b), (c, info_c) = runs["a"], runs["b"], runs["c"]
+    (a, info_a), (b, info_b), (c, _) = runs["a"], runs["b"], runs["c"]
     for name in ("metric", "sim_time"):
         np.testing.assert_array_equal(column(a, name), column(b, name))
     for s in ("bernoulli_r2",):
