@@ -41,7 +41,7 @@ from .config import ConfigError, ExperimentConfig, SchemeConfig
 from .election import election
 from .tasks import Task
 
-__all__ = ["Plan", "make_plan", "partition_grads", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
+__all__ = ["Plan", "make_plan", "partition_grads", "ToleranceWarning", "TrialState", "Trainer", "SparseLogRegTrainer", "make_train",
            "SPARSE_ATTACKS"]
 
 # Attacks whose message at a coordinate depends only on that coordinate's partition signs.
@@ -102,6 +102,28 @@ class Plan:
         return total
 
 
+class ToleranceWarning(UserWarning):
+    """A deterministic code is asked to face more Byzantine workers than it perfectly tolerates."""
+
+
+def _warn_if_not_tolerant(scheme: str, G: np.ndarray, b: int) -> None:
+    """Warn, with the exact verifier's counterexample, when a fixed code is not perfectly b-tolerant."""
+    import warnings
+
+    from .analysis.verify import verify
+    if G.shape[1] > 25:  # exhaustive verification is for k <= 25
+        return
+    result = verify(G, b)
+    if not result.tolerant:
+        pattern = "".join("+" if x > 0 else "-" for x in result.pattern)
+        byz = np.flatnonzero(result.byzantine).tolist()
+        warnings.warn(
+            f"schemes[{scheme!r}]: the code is not perfectly b-tolerant for b = {b} (worst-case margin "
+            f"{result.margin}); counterexample: partition signs {pattern}, Byzantine workers {byz} sending "
+            f"{result.direction:+d} flip the master's vote. The run goes on; see `jax-ec codes verify`.",
+            ToleranceWarning, stacklevel=3)
+
+
 def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Plan:
     """Resolve a scheme of a validated config into a :class:`Plan`; data-size errors raise here."""
     k = cfg.scheme_k(scheme)
@@ -128,6 +150,9 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
     elif scheme.code == "uncoded":
         matrix = uncoded(cfg.n)
     noise_std = cfg.noise_std if scheme.noise_std is None else scheme.noise_std
+    b = cfg.scheme_b(scheme)
+    if matrix is not None and scheme.code != "uncoded" and b > 0 and scheme.aggregator == "vote":
+        _warn_if_not_tolerant(scheme.name, matrix, b)
     return Plan(
         scheme=scheme.name, code=scheme.code, n=cfg.n, k=k, b=cfg.scheme_b(scheme),
         attack=cfg.scheme_attack(scheme), direction=cfg.direction, placement=cfg.placement,

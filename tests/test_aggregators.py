@@ -120,3 +120,17 @@ def test_per_scheme_noise_and_lr_override_the_experiment():
     assert (plan.noise_std, plan.lr) == (0.5, 0.3)
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.lr"):
         config(code="uncoded", lr=0.0)
+
+
+def test_a_fixed_code_facing_more_byzantines_than_it_tolerates_warns_with_a_counterexample():
+    from jax_ec.train import ToleranceWarning
+    base = dict(n=5, attack="reverse", partitioning="split", batch_size=40, steps=1, eval_every=1,
+                task=dict(name="synthetic", num_samples=200, num_features=6, num_classes=3, hidden=[8]),
+                schemes=[dict(name="paper", code="paper_n5")])
+    task = make_task(config_from_dict({**base, "b": 1}).task)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1-tolerant: no warning
+        make_train(config_from_dict({**base, "b": 1}), "paper", task)
+    with pytest.warns(ToleranceWarning, match=r"not perfectly b-tolerant for b = 2.*counterexample: partition signs"):
+        make_train(config_from_dict({**base, "b": 2}), "paper", task)
