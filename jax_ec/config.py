@@ -347,14 +347,13 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, path)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue  # try the next member of the union
         allowed = " or ".join(_type_name(a) for a in args)
         _fail(path, value, f"expected {allowed}")
     if dataclasses.is_dataclass(tp):
@@ -522,8 +521,3 @@ def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
         batch_size = ks * per
         task = replace(task, width=4, train_samples=2 * batch_size, test_samples=32)
     return replace(cfg, trials=2, steps=2, eval_every=1, batch_size=batch_size, task=task).validate()
-
-
-def with_updates(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
-    """A validated copy of ``cfg`` with some top-level fields replaced."""
-    return replace(cfg, **changes).validate()
