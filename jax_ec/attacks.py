@@ -46,11 +46,13 @@ def check_placement(placement: object, field: str = "placement") -> str:
 
 
 def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | None,
-                    direction: int | jax.Array = 1) -> jax.Array:
+                    direction: int | jax.Array = 1, reduce=None) -> jax.Array:
     """What every worker would send if it were Byzantine, shape ``(n, d)`` like the honest votes ``C``.
 
     ``S`` (k, d) holds the partition signs (used by the omniscient attack); ``key`` is needed only
-    by the random attack. The caller keeps the honest votes of honest workers.
+    by the random attack. The caller keeps the honest votes of honest workers. ``reduce`` sums
+    partial counts over devices when ``S`` holds only this device's partitions (see
+    :func:`jax_ec.election.election`).
     """
     if attack == "none":
         return C
@@ -63,7 +65,8 @@ def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | No
             raise ValueError("key: the random attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
         return jax.random.rademacher(key, C.shape, dtype=C.dtype)
     if attack == "omniscient":
-        truth = jnp.sign(jnp.ones((S.shape[0],), S.dtype) @ S)
+        counts = jnp.ones((S.shape[0],), S.dtype) @ S
+        truth = jnp.sign(counts if reduce is None else reduce(counts))
         return jnp.broadcast_to(-truth, C.shape)
     raise ValueError(f"attack: unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
 

@@ -68,9 +68,14 @@ def _file_digest(path: str) -> str | None:
 
 
 def config_fingerprint(cfg: ExperimentConfig) -> str:
-    """SHA-256 of the resolved config (all fields but ``out_dir``) and of the files it names."""
+    """SHA-256 of the resolved config and of the files it names.
+
+    Leaves out ``out_dir`` and ``mesh`` (the results do not depend on the devices: a run may
+    resume on another mesh).
+    """
     data = config_to_dict(cfg)
     data.pop("out_dir", None)
+    data.pop("mesh", None)
     files = {}
     if cfg.task.data_path is not None:
         files["task.data_path"] = _file_digest(cfg.task.data_path)
@@ -140,6 +145,8 @@ class Checkpointer:
         self.every_s = float(every_s)
         self._last_save: dict[str, float] = {}
         self._saved_step: dict[str, int] = {}
+        # In a multi-process run (jax.distributed) every process reads; only process 0 writes.
+        self.writer = jax.process_index() == 0
 
     # ------------------------------------------------------------------ files
     def path(self, scheme: str) -> Path:
@@ -174,7 +181,7 @@ class Checkpointer:
 
     def clear(self) -> None:
         """Remove every checkpoint (a fresh start, or a run whose results are all written)."""
-        if self.directory.is_dir():
+        if self.writer and self.directory.is_dir():
             shutil.rmtree(self.directory)
 
     # ------------------------------------------------------------------ writing
@@ -201,6 +208,9 @@ class Checkpointer:
 
     def save_progress(self, scheme: str, trial_ids: np.ndarray, state: Any, metric: np.ndarray,
                       wall: np.ndarray, chunks_done: int, steps_done: int, now: float) -> None:
+        if not self.writer:
+            self._last_save[scheme], self._saved_step[scheme] = now, int(steps_done)
+            return
         leaves = [np.asarray(x) for x in jax.device_get(jax.tree.leaves(state))]
         arrays = {f"leaf_{i}": x for i, x in enumerate(leaves)}
         arrays.update(metric=np.asarray(metric), wall=np.asarray(wall, np.float64),
@@ -212,6 +222,8 @@ class Checkpointer:
 
     def save_finished(self, scheme: str, trial_ids: np.ndarray, metric: np.ndarray, wall: np.ndarray,
                       G: np.ndarray, byzantine: np.ndarray, chunks_done: int, steps_done: int) -> None:
+        if not self.writer:
+            return
         save_npz_atomic(self.path(scheme), {
             "metric": np.asarray(metric), "wall": np.asarray(wall, np.float64), "G": np.asarray(G),
             "byzantine": np.asarray(byzantine),

@@ -26,7 +26,7 @@ from .aggregators import AGGREGATORS
 from .attacks import ATTACKS, PLACEMENTS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig",
-           "ExperimentConfig", "load_config", "config_from_dict", "config_to_dict",
+           "ExperimentConfig", "MeshConfig", "load_config", "config_from_dict", "config_to_dict",
            "apply_overrides", "default_config_path", "smoke_config", "TASKS", "CODES", "PARTITIONINGS"]
 
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
@@ -175,6 +175,30 @@ class TimeConfig:
             _fail(f"{path}.bandwidth", self.bandwidth, "expected a value >= 0 (0: free communication)")
 
 
+@dataclass(frozen=True)
+class MeshConfig:
+    """Devices a run spreads over (a ``jax.sharding.Mesh`` with axes ``trials`` × ``partitions``).
+
+    ``trials``: devices the trials are split over (T need not divide: the last trial is repeated to
+    fill the last device and the copies are dropped); ``partitions``: devices each trial's k
+    partition gradients are split over (must divide k; the sign counts combine with a ``psum``).
+    Results do not depend on the mesh (tested), so a run may resume on another mesh.
+    On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` gives N host devices; across
+    hosts, call ``jax.distributed.initialize()`` first (README, "Scaling past one device").
+    """
+    trials: int = 1
+    partitions: int = 1
+
+    def validate(self, path: str) -> None:
+        for name in ("trials", "partitions"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (devices along this axis)")
+
+    @property
+    def size(self) -> int:
+        return self.trials * self.partitions
+
+
 def _default_schemes() -> tuple[SchemeConfig, ...]:
     return (
         SchemeConfig(name="no_attack", code="uncoded", attack="none"),
@@ -208,6 +232,7 @@ class ExperimentConfig:
     out_dir: str = "results/{name}"
     fast_path: bool = True
     trial_batching: str = "auto"
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     def validate(self) -> "ExperimentConfig":
         """Check every field and cross-field constraint; return self."""
@@ -240,6 +265,7 @@ class ExperimentConfig:
         self.task.validate("task")
         self.optim.validate("optim")
         self.time.validate("time")
+        self.mesh.validate("mesh")
         if not self.schemes:
             _fail("schemes", [], "expected at least one scheme")
         names = [s.name for s in self.schemes]
@@ -306,6 +332,10 @@ class ExperimentConfig:
         if abs(per - round(per)) > 1e-9 or round(per) < 1:
             _fail(f"{path}.rho", s.rho, f"rho × batch_size / k = {s.rho} × {self.batch_size} / {k} must be "
                   "a whole number of samples >= 1")
+        if k % self.mesh.partitions:
+            _fail("mesh.partitions", self.mesh.partitions,
+                  f"must divide the k = {k} partitions of scheme {s.name!r} (allowed: "
+                  f"{', '.join(str(m) for m in range(1, k + 1) if k % m == 0)})")
 
     # Derived per-scheme values -------------------------------------------------------------
     def scheme_attack(self, s: SchemeConfig) -> str:

@@ -19,6 +19,7 @@ integers stored in float32, so the results are exact.
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,11 +56,21 @@ def global_vote(C: jax.Array) -> jax.Array:
 
 
 def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
-             key: jax.Array | None = None, direction: int | jax.Array = 1) -> jax.Array:
-    """Steps 2–4 on given partition signs ``S``; ``attack`` is static, everything else is data."""
-    C = local_votes(G, S)
+             key: jax.Array | None = None, direction: int | jax.Array = 1,
+             reduce: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+    """Steps 2–4 on given partition signs ``S``; ``attack`` is static, everything else is data.
+
+    ``reduce``: for a partition-sharded election, ``S`` holds this device's partitions and ``G``
+    the matching columns; ``reduce`` (e.g. ``lambda x: lax.psum(x, "parts")``) sums the partial
+    counts ``G_local @ S_local`` over devices before the sign. The counts are small integers, so the
+    result equals the unsharded election exactly.
+    """
+    counts = G.astype(S.dtype) @ S
+    if reduce is not None:
+        counts = reduce(counts)
+    C = jnp.sign(counts)
     if attack != "none":
-        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction))
+        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce))
     return global_vote(C)
 
 

@@ -36,9 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import yaml
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
+from .sharding import TRIALS_AXIS, make_mesh, pad_trials, padded_size, sharded_trials, state_specs, to_host
 from .results import (SchemeCurves, atomic_write_text, format_summary_table, plot_curves,
                       run_metadata, summarize, write_json, write_metrics_csv, write_summary_csv)
 from .tasks import Task, make_task
@@ -75,9 +77,9 @@ def _all_finite(tree) -> jax.Array:
 def _compiled_task_functions(task: Task, mode: str = "vmap") -> tuple[Callable, Callable]:
     """Model init and evaluation batched over trials, compiled once per task and shared by its schemes.
 
-    The evaluation batches trials like the training (``mode``): under ``map`` each trial is
-    evaluated on its own, so its metric does not depend on how many trials run beside it (a vmapped
-    evaluation of the Amazon model differs in the last bits between batch sizes).
+    The evaluation batches trials like the training (``mode``: ``vmap`` or ``lax.map``); either
+    way a trial's metric does not depend on how many trials run beside it (the Amazon logits are
+    summed in a fixed order for that, see :func:`jax_ec.models.logreg.logreg_logits`).
     """
     if mode == "map":
         evaluate = jax.jit(lambda params, state, x, y: jax.lax.map(
@@ -90,11 +92,9 @@ def _compiled_task_functions(task: Task, mode: str = "vmap") -> tuple[Callable, 
 def batch_trials(run: Callable, mode: str) -> Callable:
     """``run(state, data, num_steps)`` over a leading trials axis: ``jax.vmap`` or ``lax.map``.
 
-    ``map`` runs trials one after another inside one compiled call and gives every trial exactly
-    the numbers it gets alone; it is faster where vmapped gathers and scatters are slow (the
-    touched-coordinates trainer on CPU). ``vmap`` gives the same votes and metrics up to float
-    rounding: XLA may fuse the batched program differently (seen: AUC differences of ~2e-6 on the
-    Amazon trainer; exact on the direct trainer in the tests).
+    ``map`` runs trials one after another inside one compiled call; it is faster where vmapped
+    gathers and scatters are slow (the touched-coordinates trainer on CPU). Both give every trial
+    the numbers it gets alone, bit for bit (tested; see docs/reproducibility.md for what it took).
     """
     if mode == "vmap":
         return jax.vmap(run, in_axes=(0, None, None))
@@ -162,6 +162,7 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     """
     plan = trainer.plan
     ids = np.arange(cfg.trials) if trial_ids is None else np.asarray(trial_ids, dtype=np.int64).reshape(-1)
+    num_trials = len(ids)
     keys = _keys_of(cfg.seed, ids)
     steps = trainer.eval_steps(cfg.eval_every)
     num_chunks = len(steps) - 1
@@ -180,25 +181,50 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
         return _scheme_run(trainer, steps, saved.metric, saved.wall, saved.G, saved.byzantine,
                            int(steps[saved.chunks_done]))
 
-    data = tuple(jnp.asarray(a) for a in data)
-    run = jax.jit(batch_trials(trainer.run, mode), static_argnums=2, donate_argnums=0)
+    mesh = make_mesh(cfg.mesh)
+    batched_run = batch_trials(trainer.run, mode)
     model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s))))
+    if mesh is None:
+        data = tuple(jnp.asarray(a) for a in data)
+        run = jax.jit(batched_run, static_argnums=2, donate_argnums=0)
+        evaluate_model, place = task_evaluate, initial_state
+        host = np.asarray
+    else:
+        # Each device runs its block of trials (and, under partition sharding, its block of partitions).
+        padded = padded_size(num_trials, mesh)
+        specs = state_specs(trainer, jax.eval_shape(initial_state, keys))
+        shardings = jax.tree.map(lambda sp: NamedSharding(mesh, sp), specs, is_leaf=lambda x: isinstance(x, P))
+        data = jax.device_put(tuple(jnp.asarray(a) for a in data), NamedSharding(mesh, P()))
+        data_specs = tuple(P() for _ in data)
+        run = jax.jit(lambda s, d, n: sharded_trials(lambda s_, d_: batched_run(s_, d_, n), mesh,
+                                                     (specs, data_specs), specs)(s, d),
+                      static_argnums=2, donate_argnums=0)
+        evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh, (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()),
+                                                P(TRIALS_AXIS)))
+        place_keys = jax.jit(lambda k: pad_trials(initial_state(k), padded), out_shardings=shardings)
+        place_state = jax.jit(lambda s: pad_trials(s, padded), out_shardings=shardings)
+
+        def place(x):  # the initial state from the keys, or a resumed state, padded and placed on the mesh
+            return place_keys(x) if x is keys else place_state(x)
+
+        def host(x):
+            return to_host(x)[:num_trials]
 
     def evaluate(state):
         params, model_state = model_of(state)
-        metric = task_evaluate(params, model_state, data[2], data[3])
-        return np.asarray(metric), np.asarray(_all_finite((params, model_state)))
+        metric = evaluate_model(params, model_state, data[2], data[3])
+        return host(metric), host(_all_finite((params, model_state)))
 
     if saved is None:
         start = time.perf_counter()
-        state = initial_state(keys)
+        state = place(keys)
         first, finite = evaluate(state)
         metrics, walls, done = [first], [time.perf_counter() - start], 0
         _check_finite(plan.scheme, ids, first, finite, first, 0, 0, None)
         resumed_from = None
     else:  # continue the wall clock where the checkpoint left it
         start = time.perf_counter() - float(saved.wall[-1])
-        state, done = saved.state, saved.chunks_done
+        state, done = (saved.state if mesh is None else place(saved.state)), saved.chunks_done
         metrics, walls = list(saved.metric.T), list(saved.wall)
         first = metrics[0]
         resumed_from = int(steps[done])
@@ -216,17 +242,25 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
         metrics.append(metric)
         walls.append(time.perf_counter() - start)
         now = time.perf_counter()
-        if checkpointer is not None and c + 1 < num_chunks and checkpointer.due(plan.scheme, now):
-            checkpointer.save_progress(plan.scheme, ids, state, np.stack(metrics, axis=1), np.array(walls),
-                                       c + 1, b, now)
+        if checkpointer is not None and c + 1 < num_chunks and _agreed(checkpointer.due(plan.scheme, now)):
+            checkpointer.save_progress(plan.scheme, ids, state if mesh is None else jax.tree.map(host, state),
+                                       np.stack(metrics, axis=1), np.array(walls), c + 1, b, now)
         if progress is not None:
             progress(b - a)
-    G, byzantine = np.asarray(state.G), np.asarray(state.byzantine)
+    G, byzantine = host(state.G), host(state.byzantine)
     metric = np.stack(metrics, axis=1)
     if checkpointer is not None:
         checkpointer.save_finished(plan.scheme, ids, metric, np.array(walls), G, byzantine, num_chunks,
                                    int(steps[-1]))
     return _scheme_run(trainer, steps, metric, np.array(walls), G, byzantine, resumed_from)
+
+
+def _agreed(decision: bool) -> bool:
+    """Process 0's decision in a multi-process run (every process must take the same collective steps)."""
+    if jax.process_count() == 1:
+        return decision
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(decision)))
 
 
 def _check_finite(scheme: str, ids: np.ndarray, metric: np.ndarray, params_finite: np.ndarray,
@@ -312,8 +346,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
     checkpointer = Checkpointer(out, cfg, checkpoint_every_s) if checkpoint_every_s is not None else None
     if checkpointer is not None and resume:
         checkpointer.check_config()   # before anything is written or compiled
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    make_mesh(cfg.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
+    writer = jax.process_index() == 0   # in a multi-process run only process 0 writes files
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     task = task if task is not None else make_task(cfg.task, cfg.seed)
     trainers = [make_train(cfg, s, task) for s in cfg.schemes]  # validates data sizes before compiling
     if checkpointer is not None and not resume:
@@ -335,6 +372,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
             bar.close()
     curves = [r.curves for r in runs]
     summary = summarize(curves, cfg.target)
+    if not writer:
+        return ExperimentResult(out, summary, runs)
     write_metrics_csv(out / "metrics.csv", curves)
     write_summary_csv(out / "summary.csv", summary)
     atomic_write_text(out / "summary.txt", format_summary_table(summary) + "\n")

@@ -169,22 +169,30 @@ def make_plan(cfg: ExperimentConfig, scheme: SchemeConfig, num_train: int) -> Pl
 
 
 def partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
-                    key: jax.Array) -> tuple[jax.Array, Any]:
+                    key: jax.Array, keys: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """``(k, d)`` flat gradients, one per partition, each computed once (``vmap`` over partitions).
 
     ``loss(params, model_state, x, y, key) -> (loss, new_model_state)``; ``xs``, ``ys`` hold the k
-    partitions' samples ``(k, m, ...)``; partition j's augmentation key is ``split(key, k)[j]``.
+    partitions' samples ``(k, m, ...)``; partition j's augmentation key is ``split(key, k)[j]``
+    (``keys``: the partitions' keys given directly, for a subset of the partitions).
     Inside the vmap a partition's forward pass sees only its own m samples, so BatchNorm normalizes
     with the partition's statistics ``μ_j, σ²_j``, as the worker computing it would. Each worker
     would update its copy of the running statistics, ``r ← β r + (1 − β) μ_j``; the master keeps
     the mean of the k copies, ``r' = β r + (1 − β) (1/k) Σ_j μ_j`` (likewise the variance).
     """
+    grads, states = _per_partition_grads(loss, params, model_state, xs, ys,
+                                         jax.random.split(key, xs.shape[0]) if keys is None else keys)
+    return grads, jax.tree.map(lambda s: s.mean(axis=0), states)
+
+
+def _per_partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
+                         keys: jax.Array) -> tuple[jax.Array, Any]:
+    """Flat gradients ``(k', d)`` and new model states (leading axis k') of the given partitions."""
     def one(x, y, k):
         return jax.grad(lambda p: loss(p, model_state, x, y, k), has_aux=True)(params)
 
-    grads, states = jax.vmap(one)(xs, ys, jax.random.split(key, xs.shape[0]))
-    new_state = jax.tree.map(lambda s: s.mean(axis=0), states)
-    return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), new_state
+    grads, states = jax.vmap(one)(xs, ys, keys)
+    return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), states
 
 
 class TrialKeys(NamedTuple):
@@ -220,9 +228,17 @@ class Trainer:
     # scatters into batched ones, which XLA:CPU runs slower than one trial after another.
     preferred_batching = "vmap"
 
-    def __init__(self, plan: Plan, task: Task):
+    def __init__(self, plan: Plan, task: Task, partition_axis: str | None = None, partition_shards: int = 1):
+        if partition_shards < 1 or plan.k % partition_shards:
+            raise ConfigError(f"mesh.partitions: got {partition_shards}; must divide the number of partitions "
+                              f"k = {plan.k} of scheme {plan.scheme!r} (allowed: "
+                              f"{', '.join(str(m) for m in range(1, plan.k + 1) if plan.k % m == 0)})")
         self.plan = plan
         self.task = task
+        # Partition sharding: under ``shard_map`` over the mesh axis ``partition_axis`` of
+        # ``partition_shards`` devices, each device computes k / partition_shards partition gradients.
+        self.partition_axis = partition_axis if partition_shards > 1 else None
+        self.partition_shards = partition_shards if partition_axis is not None else 1
         master = [optax.add_decayed_weights(plan.weight_decay)] if plan.weight_decay > 0 else []
         schedule = (optax.piecewise_constant_schedule(plan.lr, {b: plan.lr_decay for b in plan.lr_boundaries})
                     if plan.lr_boundaries else plan.lr)
@@ -280,6 +296,26 @@ class Trainer:
         rows = jax.random.permutation(epoch_key, n_train)[offsets] if p.shuffle else offsets
         return rows.reshape(p.k, slot)[:, :p.per_partition].astype(jnp.int32)
 
+    # State fields whose axis after the trials axis runs over the k partitions (split under partition sharding).
+    partition_fields: tuple[str, ...] = ("worker_mom",)
+
+    def local_partitions(self) -> jax.Array:
+        """Indices of the partitions this device computes: all k, or its block under partition sharding."""
+        k = self.plan.k
+        if self.partition_axis is None:
+            return jnp.arange(k)
+        size = k // self.partition_shards
+        return jax.lax.axis_index(self.partition_axis) * size + jnp.arange(size)
+
+    def _psum(self, x: jax.Array) -> jax.Array:
+        return jax.lax.psum(x, self.partition_axis)
+
+    def _gather(self, tree: Any) -> Any:
+        """This device's partition block (leading axis) → all k partitions, in order (exact: a copy)."""
+        if self.partition_axis is None:
+            return tree
+        return jax.tree.map(lambda x: jax.lax.all_gather(x, self.partition_axis, axis=0, tiled=True), tree)
+
     def partition_grads(self, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
                         key: jax.Array) -> tuple[jax.Array, Any]:
         """See :func:`partition_grads`."""
@@ -297,23 +333,40 @@ class Trainer:
         Sign schemes return the global vote in {−1, 0, +1}^d (``vote``: majority of partition signs;
         ``signed_sum``: local votes are the signs of the partitions' summed gradients); real-valued
         baselines return the aggregate of the workers' mean gradients (median, mean, repetition).
+        Partition j's noise before the sign is ``σ · normal(fold_in(fold_in(noise_key, t), j), (d,))``.
+
+        Under partition sharding (``shard_map``), this device computes the gradients, momentum and
+        noise of its block of partitions only; the vote combines the partial sign counts
+        ``G[:, block] @ S_block`` with a ``psum`` (exact: small integers), the other aggregators
+        and the BatchNorm statistics gather the k partitions' values first, so every number equals
+        the unsharded step's.
         """
         p = self.plan
         train_x, train_y = data[0], data[1]
-        rows = self.batch_rows(state.keys.data, state.step)
-        g, model_state = self.partition_grads(state.params, state.model_state, train_x[rows], train_y[rows],
-                                              jax.random.fold_in(state.keys.augment, state.step))
+        local = self.local_partitions()
+        rows = self.batch_rows(state.keys.data, state.step)[local]
+        keys = jax.random.split(jax.random.fold_in(state.keys.augment, state.step), p.k)[local]
+        g, states = _per_partition_grads(self.task.loss, state.params, state.model_state, train_x[rows],
+                                         train_y[rows], keys)
+        model_state = jax.tree.map(lambda s: s.mean(axis=0), self._gather(states))
         mom = state.worker_mom
         if p.worker_momentum > 0:
             mom = p.worker_momentum * mom + (1.0 - p.worker_momentum) * g
             g = mom
         if p.noise_std > 0:
-            g = g + p.noise_std * jax.random.normal(jax.random.fold_in(state.keys.noise, state.step), g.shape)
+            noise_key = jax.random.fold_in(state.keys.noise, state.step)
+            g = g + p.noise_std * jax.vmap(
+                lambda j: jax.random.normal(jax.random.fold_in(noise_key, j), g.shape[1:], g.dtype))(local)
         byzantine = self.step_byzantine(state)
         attack_key = jax.random.fold_in(state.keys.attack, state.step)
-        if p.aggregator in ("vote", "signed_sum"):
-            S = jnp.sign(g) if p.aggregator == "vote" else g
-            return election(state.G, S, byzantine, p.attack, attack_key, p.direction), mom, model_state
+        if p.aggregator == "vote":
+            if self.partition_axis is None:
+                return election(state.G, jnp.sign(g), byzantine, p.attack, attack_key, p.direction), mom, model_state
+            return (election(jnp.take(state.G, local, axis=1), jnp.sign(g), byzantine, p.attack, attack_key,
+                             p.direction, reduce=self._psum), mom, model_state)
+        g = self._gather(g)
+        if p.aggregator == "signed_sum":
+            return election(state.G, g, byzantine, p.attack, attack_key, p.direction), mom, model_state
         M = worker_means(state.G, g)
         if p.attack != "none":
             M = jnp.where(byzantine[:, None], real_attack_messages(p.attack, M, g, attack_key, p.direction), M)
@@ -406,6 +459,7 @@ class SparseLogRegTrainer(Trainer):
     """
 
     preferred_batching = "map"
+    partition_fields = ()
 
     # Largest number of steps between two rescalings of the momentum: β^−R stays below 1e30.
     @property
@@ -436,9 +490,17 @@ class SparseLogRegTrainer(Trainer):
         idx = data[0].at[rows].get(**get)                     # (k, B/k, F) touched coordinates
         y = data[1].at[rows].get(**get)                       # (k, B/k)
         # θ_t at the touched coordinates (lazy: stored value minus the stored vote times Σγ).
-        theta_t = (state.theta.at[idx].get(**get)
-                   - state.vote.at[idx].get(**get) * p.lr_sum(state.anchor.at[idx].get(**get), t))
-        residual = (jax.nn.sigmoid(theta_t.sum(-1)) - y) / p.per_partition      # dℓ/dz per sample
+        # The optimization barriers keep a product from being fused (contracted into an FMA) with
+        # the sum that consumes it: XLA:CPU fuses the batched (vmap) program differently from a
+        # trial alone, which changed the last bits (measured); a trial's numbers must not depend
+        # on the trial batching.
+        shift = jax.lax.optimization_barrier(
+            state.vote.at[idx].get(**get) * p.lr_sum(state.anchor.at[idx].get(**get), t))
+        theta_t = state.theta.at[idx].get(**get) - shift
+        z = theta_t[..., 0]
+        for f in range(1, theta_t.shape[-1]):   # the logits in the fixed order of logreg_logits
+            z = z + theta_t[..., f]
+        residual = jax.lax.optimization_barrier((jax.nn.sigmoid(z) - y) / p.per_partition)
         # m_j ← β m_j + (1 − β) g_j, in the rescaled form: add (1 − β) g_j β^−(t − ref) where touched.
         scale = (1.0 - beta) * beta ** (-(t - state.ref).astype(jnp.float32))
         part = jnp.broadcast_to(jnp.arange(p.k)[:, None, None], idx.shape)
@@ -475,7 +537,12 @@ class SparseLogRegTrainer(Trainer):
 
 def make_train(cfg: ExperimentConfig, scheme: SchemeConfig | str, task: Task,
                fast_path: bool | None = None) -> Trainer:
-    """The trainer of one scheme: the touched-coordinates formulation where it applies, else direct."""
+    """The trainer of one scheme: the touched-coordinates formulation where it applies, else direct.
+
+    With ``cfg.mesh.partitions > 1`` the direct trainer is built for partition sharding (its step
+    then runs under ``shard_map``, see :mod:`jax_ec.sharding`); the touched-coordinates trainer
+    has no partition axis to shard and is not used then.
+    """
     if isinstance(scheme, str):
         matches = [s for s in cfg.schemes if s.name == scheme]
         if not matches:
@@ -483,6 +550,9 @@ def make_train(cfg: ExperimentConfig, scheme: SchemeConfig | str, task: Task,
         scheme = matches[0]
     plan = make_plan(cfg, scheme, task.num_train)
     use_fast = cfg.fast_path if fast_path is None else fast_path
+    if cfg.mesh.partitions > 1:
+        from .sharding import PARTITIONS_AXIS
+        return Trainer(plan, task, PARTITIONS_AXIS, cfg.mesh.partitions)
     if use_fast and SparseLogRegTrainer.applies(plan, task):
         return SparseLogRegTrainer(plan, task)
     return Trainer(plan, task)

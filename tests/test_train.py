@@ -172,7 +172,8 @@ def test_cifar_rule_matches_paper_loop():
             g, _ = jax.grad(task.loss, has_aux=True)(unravel(jnp.asarray(theta, jnp.float32)), {},
                                                      data[0][rows[j]], data[1][rows[j]], key)
             grads.append(np.asarray(ravel_pytree(g)[0]))
-        noise = np.asarray(jax.random.normal(jax.random.fold_in(state.keys.noise, t), (plan.k, theta.size)))
+        noise = np.stack([np.asarray(jax.random.normal(  # partition j's own noise stream
+            jax.random.fold_in(jax.random.fold_in(state.keys.noise, t), j), (theta.size,))) for j in range(plan.k)])
         signals = np.stack(grads) + np.float32(plan.noise_std) * noise
         byz = np.asarray(uniform_placement(jax.random.fold_in(state.keys.placement, t), plan.n, plan.b))
         messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),

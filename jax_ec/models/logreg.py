@@ -21,8 +21,16 @@ def init_logreg(key: jax.Array, dim: int) -> dict:
 
 
 def logreg_logits(params: dict, idx: jax.Array) -> jax.Array:
-    """``z = Σ_f θ[idx[..., f]]`` for index arrays of shape (..., F)."""
-    return params["w"][idx].sum(axis=-1)
+    """``z = Σ_f θ[idx[..., f]]`` for index arrays of shape (..., F).
+
+    Summed feature by feature in a fixed order (F is small), not with a reduction whose order XLA
+    picks per fusion: a trial's logits — and its AUC — must not depend on how trials are batched.
+    """
+    w = params["w"]
+    z = w[idx[..., 0]]
+    for f in range(1, idx.shape[-1]):
+        z = z + w[idx[..., f]]
+    return z
 
 
 def logreg_loss(params: dict, idx: jax.Array, y: jax.Array) -> jax.Array:
