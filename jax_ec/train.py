@@ -429,22 +429,36 @@ class Trainer:
 class SparseState(NamedTuple):
     """State of one trial of the touched-coordinates formulation (sparse logistic regression).
 
-    ``theta`` holds θ_{a_c} and ``vote`` the vote v_{a_c} of the step ``a_c = anchor[c]`` at which
-    coordinate ``c`` was last touched, so that at the start of step t
-    ``θ_t[c] = theta[c] − vote[c] · Σ_{a_c ≤ s < t} γ_s``. The partition momenta are stored rescaled,
+    ``table[c] = (θ_{a_c}, v_{a_c}, a_c)``: the parameter and the vote of the step ``a_c`` at which
+    coordinate ``c`` was last touched (``a_c`` stored as an exact float32 integer, below 2^24), so
+    that at the start of step t ``θ_t[c] = θ_{a_c} − v_{a_c} · Σ_{a_c ≤ s < t} γ_s``. One row per
+    coordinate: a step reads and writes a touched coordinate's three values with one random access
+    each way (the step is memory-latency bound). The partition momenta are stored rescaled,
     ``m_j[c] = mom[c, j] · β^(t − ref)`` after step t (one positive factor for all coordinates, so
     ``sign(mom) = sign(m)``): a step adds ``(1 − β) g_j β^−(t − ref)`` at the touched coordinates
     only, and :meth:`SparseLogRegTrainer.run` folds the factor back in every few steps.
     """
-    theta: jax.Array    # (D,)
-    vote: jax.Array     # (D,)
-    anchor: jax.Array   # (D,) int32
-    mom: jax.Array      # (D, k), coordinate-major so that a coordinate's k signs are contiguous
+    table: jax.Array    # (D, 3) float32: θ, vote, anchor step
+    mom: jax.Array      # (D, k), coordinate-major
+    signs: jax.Array    # (D, k4) int8: sign(mom), k padded to k4 = 4⌈k/4⌉ (zeros) so that a
+                        # coordinate's signs are k4/4 int32 words: the election gathers words, not floats
     ref: jax.Array      # int32: the step whose momentum equals mom
     G: jax.Array
     byzantine: jax.Array
     step: jax.Array
     keys: TrialKeys
+
+    @property
+    def theta(self) -> jax.Array:
+        return self.table[..., 0]
+
+    @property
+    def vote(self) -> jax.Array:
+        return self.table[..., 1]
+
+    @property
+    def anchor(self) -> jax.Array:
+        return self.table[..., 2].astype(jnp.int32)
 
 
 class SparseLogRegTrainer(Trainer):
@@ -470,7 +484,7 @@ class SparseLogRegTrainer(Trainer):
     def applies(plan: Plan, task: Task) -> bool:
         return (task.sparse_logreg and plan.aggregator == "vote" and plan.worker_momentum > 0 and plan.momentum == 0
                 and plan.weight_decay == 0 and plan.noise_std == 0 and plan.attack in SPARSE_ATTACKS
-                and plan.placement != "per_step")
+                and plan.placement != "per_step" and plan.total_steps < 2 ** 24)
 
     def init(self, key: jax.Array, initial: tuple[Any, Any] | None = None) -> SparseState:
         G, byz, k_init, keys = self._setup(key)
@@ -478,8 +492,9 @@ class SparseLogRegTrainer(Trainer):
         dim = theta.shape[0]
         zero_column = jnp.zeros((self.plan.k, 1), jnp.float32)
         v0 = election(G, zero_column, byz, self.plan.attack, None, self.plan.direction)[0]
-        return SparseState(theta, jnp.full((dim,), v0), jnp.zeros((dim,), jnp.int32),
-                           jnp.zeros((dim, self.plan.k), jnp.float32), jnp.int32(-1), G, byz,
+        table = jnp.stack([theta, jnp.full((dim,), v0), jnp.zeros((dim,), jnp.float32)], axis=-1)
+        return SparseState(table, jnp.zeros((dim, self.plan.k), jnp.float32),
+                           jnp.zeros((dim, -(-self.plan.k // 4) * 4), jnp.int8), jnp.int32(-1), G, byz,
                            jnp.int32(0), keys)
 
     def step(self, state: SparseState, data: tuple) -> SparseState:
@@ -494,9 +509,10 @@ class SparseLogRegTrainer(Trainer):
         # the sum that consumes it: XLA:CPU fuses the batched (vmap) program differently from a
         # trial alone, which changed the last bits (measured); a trial's numbers must not depend
         # on the trial batching.
+        rows_before = state.table.at[idx].get(**get)         # (k, B/k, F, 3)
         shift = jax.lax.optimization_barrier(
-            state.vote.at[idx].get(**get) * p.lr_sum(state.anchor.at[idx].get(**get), t))
-        theta_t = state.theta.at[idx].get(**get) - shift
+            rows_before[..., 1] * p.lr_sum(rows_before[..., 2].astype(jnp.int32), t))
+        theta_t = rows_before[..., 0] - shift
         z = theta_t[..., 0]
         for f in range(1, theta_t.shape[-1]):   # the logits in the fixed order of logreg_logits
             z = z + theta_t[..., f]
@@ -505,14 +521,20 @@ class SparseLogRegTrainer(Trainer):
         scale = (1.0 - beta) * beta ** (-(t - state.ref).astype(jnp.float32))
         part = jnp.broadcast_to(jnp.arange(p.k)[:, None, None], idx.shape)
         mom = state.mom.at[idx, part].add(jnp.broadcast_to(scale * residual[..., None], idx.shape), **get)
-        # Election at every touched coordinate, on all k partition signs there.
+        # Only the touched (coordinate, partition) pairs can change sign: refresh those in the int8
+        # copy (duplicates write the same value), then read every touched coordinate's k signs as
+        # k4/4 int32 words (XLA:CPU gathers per element: 4× fewer elements than int8, and floats).
+        signs = state.signs.at[idx, part].set(jnp.sign(mom.at[idx, part].get(**get)).astype(jnp.int8), **get)
         coords = idx.reshape(-1)
-        S = jnp.sign(mom.at[coords].get(**get)).T             # (k, touched)
+        dim, k4 = signs.shape
+        words = jax.lax.bitcast_convert_type(signs.reshape(dim, k4 // 4, 4), jnp.int32)
+        touched = jax.lax.bitcast_convert_type(words.at[coords].get(**get), jnp.int8).reshape(-1, k4)
+        S = touched[:, :p.k].astype(jnp.float32).T            # (k, touched): the k partition signs
         v = election(state.G, S, state.byzantine, p.attack, None, p.direction)
-        theta = state.theta.at[coords].set(theta_t.reshape(-1), **get)
-        vote = state.vote.at[coords].set(v, **get)
-        anchor = state.anchor.at[coords].set(t, **get)
-        return state._replace(theta=theta, vote=vote, anchor=anchor, mom=mom, step=t + 1)
+        # Duplicated coordinates write identical rows (the same θ_t and the same vote).
+        rows_after = jnp.stack([theta_t.reshape(-1), v, jnp.broadcast_to(t.astype(jnp.float32), v.shape)], axis=-1)
+        table = state.table.at[coords].set(rows_after, **get)
+        return state._replace(table=table, mom=mom, signs=signs, step=t + 1)
 
     def rescale(self, state: SparseState) -> SparseState:
         """Fold the pending factor β^(t − 1 − ref) into the stored momentum (ref ← t − 1)."""
