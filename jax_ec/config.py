@@ -233,6 +233,7 @@ class ExperimentConfig:
     fast_path: bool = True
     trial_batching: str = "auto"
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    memory_check: bool = True
 
     def validate(self) -> "ExperimentConfig":
         """Check every field and cross-field constraint; return self."""

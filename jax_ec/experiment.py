@@ -40,6 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
+from .memory import check_memory
 from .sharding import TRIALS_AXIS, make_mesh, pad_trials, padded_size, sharded_trials, state_specs, to_host
 from .results import (SchemeCurves, atomic_write_text, format_summary_table, plot_curves,
                       run_metadata, summarize, write_json, write_metrics_csv, write_summary_csv)
@@ -353,6 +354,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     task = task if task is not None else make_task(cfg.task, cfg.seed)
     trainers = [make_train(cfg, s, task) for s in cfg.schemes]  # validates data sizes before compiling
+    if cfg.memory_check:
+        check_memory(cfg, trainers, task.data())   # a run far too large for the device: one clear error
     if checkpointer is not None and not resume:
         checkpointer.clear()
     total = sum(t.plan.total_steps for t in trainers)

@@ -436,3 +436,47 @@ def test_every_attack_changes_the_run_sparse_trainer():
 def test_config_errors_are_value_errors_named_by_field():
     with pytest.raises(ConfigError, match=r"^b: got 5; expected 0 <= b < n = 5"):
         synthetic(b=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes the machine cannot hold
+# ---------------------------------------------------------------------------------------------
+
+def test_a_run_too_large_for_the_device_is_refused_before_compiling(monkeypatch, tmp_path):
+    """The lower bound counts the data, the trials' states and the vmapped dense step arrays;
+    above the available memory the run stops with one ConfigError naming the sizes and the ways out."""
+    from jax_ec import memory
+    cfg = synthetic(trials=64, n=15, b=2, batch_size=30, trial_batching="vmap")
+    task = make_task(cfg.task, cfg.seed)
+    trainer = make_train(cfg, "bern", task)
+    need = memory.lower_bound_bytes(cfg, trainer, task.data())
+    d, k, n = trainer.num_params, trainer.plan.k, trainer.plan.n
+    assert need["step"] == 64 * 4 * d * (2 * k + n)            # 64 trials vmapped
+    state = memory._tree_bytes(jax.eval_shape(trainer.init, jax.random.PRNGKey(0)))
+    assert need["states"] == 64 * state
+    assert need["data"] == sum(np.asarray(a).nbytes for a in task.data())
+    mapped = memory.lower_bound_bytes(synthetic(trials=64, n=15, b=2, batch_size=30, trial_batching="map"),
+                                      trainer, task.data())
+    assert mapped["step"] == need["step"] // 64                # one trial's step at a time
+    total = sum(need.values())
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: total - 1)
+    compiled = []
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: compiled.append(a) or (_ for _ in ()).throw(AssertionError))
+    with pytest.raises(ConfigError, match=r"trials: 64 trials of scheme 'bern' need at least .* GiB on one device "
+                                          r"\(data .*states .*step .*\).*available on cpu; try fewer trials, "
+                                          r"trial_batching: map"):
+        run_experiment(cfg, tmp_path / "out", progress_bar=False)
+    assert not compiled
+    monkeypatch.undo()
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: total)
+    memory.check_memory(cfg, [trainer], task.data())           # exactly enough: passes
+
+
+def test_the_memory_check_can_be_turned_off_and_reads_the_host(monkeypatch, tmp_path):
+    from jax_ec import memory
+    assert memory.available_bytes() > 0                        # /proc/meminfo on the CPU backend
+    cfg = synthetic(memory_check=False)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1)
+    run_experiment(cfg, tmp_path / "out", progress_bar=False)  # runs: the check is off
+    with pytest.raises(ConfigError, match="memory_check: false"):
+        run_experiment(synthetic(), tmp_path / "out2", progress_bar=False)
