@@ -32,6 +32,7 @@ __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConf
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
 TRIAL_BATCHING = ("auto", "vmap", "map")
+STEP_LOOPS = ("auto", "scan", "python")
 CODES = ("uncoded", "bernoulli", "paper_n5", "draco", "matrix")
 PARTITIONINGS = ("shards", "split")
 
@@ -232,6 +233,7 @@ class ExperimentConfig:
     out_dir: str = "results/{name}"
     fast_path: bool = True
     trial_batching: str = "auto"
+    step_loop: str = "auto"
     mesh: MeshConfig = field(default_factory=MeshConfig)
     memory_check: bool = True
 
@@ -261,6 +263,8 @@ class ExperimentConfig:
             _fail("noise_std", self.noise_std, "expected a value >= 0")
         if self.trial_batching not in TRIAL_BATCHING:
             _fail("trial_batching", self.trial_batching, f"allowed: {', '.join(TRIAL_BATCHING)}")
+        if self.step_loop not in STEP_LOOPS:
+            _fail("step_loop", self.step_loop, f"allowed: {', '.join(STEP_LOOPS)}")
         if self.partitioning not in PARTITIONINGS:
             _fail("partitioning", self.partitioning, f"allowed: {', '.join(PARTITIONINGS)}")
         self.task.validate("task")

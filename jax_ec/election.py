@@ -27,7 +27,7 @@ import numpy as np
 
 from .attacks import RANDOM_ATTACKS, attack_messages, check_attack
 
-__all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "elect"]
+__all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election", "elect"]
 
 
 def partition_signs(partition_grads: jax.Array, key: jax.Array | None = None,
@@ -55,16 +55,33 @@ def global_vote(C: jax.Array) -> jax.Array:
     return jnp.sign(jnp.ones((C.shape[0],), C.dtype) @ messages)
 
 
+# Largest n·k for which the election is written as one unrolled elementwise expression.
+FUSED_MAX_TERMS = 1024
+# Attacks whose message at a coordinate is a function of that coordinate's values only.
+_FUSED_ATTACKS = ("none", "reverse", "directional", "omniscient")
+
+
 def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
              key: jax.Array | None = None, direction: int | jax.Array = 1,
-             reduce: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+             reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None) -> jax.Array:
     """Steps 2–4 on given partition signs ``S``; ``attack`` is static, everything else is data.
 
     ``reduce``: for a partition-sharded election, ``S`` holds this device's partitions and ``G``
     the matching columns; ``reduce`` (e.g. ``lambda x: lax.psum(x, "parts")``) sums the partial
     counts ``G_local @ S_local`` over devices before the sign. The counts are small integers, so the
     result equals the unsharded election exactly.
+
+    Unsharded, with n·k ≤ :data:`FUSED_MAX_TERMS` and an attack that acts coordinate by coordinate,
+    the same arithmetic runs as one elementwise expression (:func:`fused_election`): S is read once
+    and nothing of size n × d is materialized (3.7× faster than the matmul form at d = 11M on the
+    CPU, benchmarks/vote_kernel). Both forms sum small integers, so they give identical votes.
+    ``fused=False`` forces the matmul form (faster for a transposed, gathered ``S`` such as the
+    Amazon trainer's touched columns).
     """
+    n, k = G.shape
+    if (fused is not False and reduce is None and attack in _FUSED_ATTACKS and n * k <= FUSED_MAX_TERMS
+            and S.ndim == 2):
+        return fused_election(G, S, byzantine, attack, direction)
     counts = G.astype(S.dtype) @ S
     if reduce is not None:
         counts = reduce(counts)
@@ -72,6 +89,40 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
     if attack != "none":
         C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce))
     return global_vote(C)
+
+
+def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
+                   direction: int | jax.Array = 1) -> jax.Array:
+    """The election as one elementwise expression, unrolled over the n·k entries of ``G``.
+
+    ``v = sign(Σ_i m_i)`` with ``m_i = sign(Σ_j G[i, j] S_j)`` for honest workers and the attack's
+    message for Byzantine ones (``reverse``: ``−c_i``; ``directional``: ``direction``;
+    ``omniscient``: ``−sign(Σ_j S_j)``). The sums are of small integers: exact in any order.
+    """
+    if attack not in _FUSED_ATTACKS:
+        raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(_FUSED_ATTACKS)}")
+    n, k = G.shape
+    G = G.astype(S.dtype)
+    rows = [S[j] for j in range(k)]
+    if attack == "omniscient":
+        truth = rows[0]
+        for j in range(1, k):
+            truth = truth + rows[j]
+        lie = -jnp.sign(truth)
+    total = jnp.zeros(S.shape[1:], S.dtype)
+    for i in range(n):
+        count = G[i, 0] * rows[0]
+        for j in range(1, k):
+            count = count + G[i, j] * rows[j]
+        c = jnp.sign(count)
+        if attack == "reverse":
+            c = jnp.where(byzantine[i], -c, c)
+        elif attack == "directional":
+            c = jnp.where(byzantine[i], jnp.asarray(direction, S.dtype), c)
+        elif attack == "omniscient":
+            c = jnp.where(byzantine[i], lie, c)
+        total = total + jnp.where(jnp.isnan(c), 0.0, c)   # the master reads a NaN message as 0
+    return jnp.sign(total)
 
 
 @partial(jax.jit, static_argnames=("attack", "use_noise"))

@@ -183,13 +183,17 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
                            int(steps[saved.chunks_done]))
 
     mesh = make_mesh(cfg.mesh)
-    batched_run = batch_trials(trainer.run, mode)
+    step_loop = trainer.step_loop if cfg.step_loop == "auto" else cfg.step_loop
+    # "python": every compiled call advances one step; run() then loops from Python.
+    batched_run = batch_trials(trainer.run if step_loop == "scan" else (lambda s, d, n: trainer.step(s, d)), mode)
     model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s))))
     if mesh is None:
         data = tuple(jnp.asarray(a) for a in data)
         run = jax.jit(batched_run, static_argnums=2, donate_argnums=0)
         evaluate_model, place = task_evaluate, initial_state
         host = np.asarray
+        if step_loop == "python":
+            run = _python_loop(jax.jit(lambda s, d: batched_run(s, d, 1), donate_argnums=0))
     else:
         # Each device runs its block of trials (and, under partition sharding, its block of partitions).
         padded = padded_size(num_trials, mesh)
@@ -200,6 +204,9 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
         run = jax.jit(lambda s, d, n: sharded_trials(lambda s_, d_: batched_run(s_, d_, n), mesh,
                                                      (specs, data_specs), specs)(s, d),
                       static_argnums=2, donate_argnums=0)
+        if step_loop == "python":
+            run = _python_loop(jax.jit(sharded_trials(lambda s_, d_: batched_run(s_, d_, 1), mesh,
+                                                      (specs, data_specs), specs), donate_argnums=0))
         evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh, (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()),
                                                 P(TRIALS_AXIS)))
         place_keys = jax.jit(lambda k: pad_trials(initial_state(k), padded), out_shardings=shardings)
@@ -254,6 +261,15 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
         checkpointer.save_finished(plan.scheme, ids, metric, np.array(walls), G, byzantine, num_chunks,
                                    int(steps[-1]))
     return _scheme_run(trainer, steps, metric, np.array(walls), G, byzantine, resumed_from)
+
+
+def _python_loop(one_step: Callable) -> Callable:
+    """``run(state, data, num_steps)`` as ``num_steps`` calls of a compiled one-step function."""
+    def run(state, data, num_steps):
+        for _ in range(num_steps):
+            state = one_step(state, data)
+        return state
+    return run
 
 
 def _agreed(decision: bool) -> bool:
@@ -392,6 +408,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
             "wall_time_s": float(r.curves.wall_time[0, -1]),
             "resumed_from_step": r.resumed_from_step,
             "trial_batching": (t.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching),
+            "step_loop": t.step_loop if cfg.step_loop == "auto" else cfg.step_loop,
             "aggregator": t.plan.aggregator, "rho": t.plan.rho, "num_params": t.num_params,
             "bits_per_coordinate": t.plan.bits_per_coordinate,
             "bits_per_worker_step": t.plan.bits_per_coordinate * t.num_params,

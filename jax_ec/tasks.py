@@ -54,6 +54,7 @@ class Task:
     loss: Callable[[Any, Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any]]
     evaluate: Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
     sparse_logreg: bool = False
+    convolutional: bool = False   # the model has convolutions (CPU: see Trainer.step_loop)
 
     @property
     def num_train(self) -> int:
@@ -161,7 +162,8 @@ def _images(cfg: TaskConfig) -> Task:
 
     train_x, train_y, test_x, test_y = _limit(data, cfg)
     return Task(name=cfg.name, metric_name="test_accuracy", train_x=train_x, train_y=train_y,
-                test_x=test_x, test_y=test_y, init=init, loss=loss, evaluate=evaluate)
+                test_x=test_x, test_y=test_y, init=init, loss=loss, evaluate=evaluate,
+                convolutional=not isinstance(model, MLP))
 
 
 def make_task(cfg: TaskConfig, seed: int = 0) -> Task:

@@ -224,9 +224,22 @@ class Trainer:
     All are safe under ``jax.vmap`` over trials (``data`` is shared: ``in_axes=None``).
     """
 
-    # How trials are batched by default on this formulation: vmap turns per-trial gathers and
-    # scatters into batched ones, which XLA:CPU runs slower than one trial after another.
-    preferred_batching = "vmap"
+    @property
+    def preferred_batching(self) -> str:
+        """How ``trial_batching: auto`` batches trials: ``map`` on the CPU for models without
+        convolutions (vmapped small models lose per-trial throughput as T grows there:
+        benchmarks/trials_sweep), ``vmap`` on accelerators and for convolutional models (XLA:CPU
+        runs convolutions inside a loop, such as ``lax.map``'s, many times slower: jax#12868)."""
+        if jax.default_backend() == "cpu" and not self.task.convolutional:
+            return "map"
+        return "vmap"
+
+    @property
+    def step_loop(self) -> str:
+        """How ``step_loop: auto`` advances steps: ``lax.scan`` inside one compiled call, except for
+        convolutional models on the CPU, whose weight gradients XLA:CPU computes 55–70× slower inside
+        a loop (jax#12868, measured here): there each step is one compiled call from Python."""
+        return "python" if jax.default_backend() == "cpu" and self.task.convolutional else "scan"
 
     def __init__(self, plan: Plan, task: Task, partition_axis: str | None = None, partition_shards: int = 1):
         if partition_shards < 1 or plan.k % partition_shards:
@@ -472,7 +485,8 @@ class SparseLogRegTrainer(Trainer):
     election outcome on an all-zero column (e.g. +1 under a directional +1 attack with b > 0).
     """
 
-    preferred_batching = "map"
+    preferred_batching = "map"   # vmapped gathers and scatters run slower on XLA:CPU than one trial after another
+    step_loop = "scan"
     partition_fields = ()
 
     # Largest number of steps between two rescalings of the momentum: β^−R stays below 1e30.
@@ -530,7 +544,8 @@ class SparseLogRegTrainer(Trainer):
         words = jax.lax.bitcast_convert_type(signs.reshape(dim, k4 // 4, 4), jnp.int32)
         touched = jax.lax.bitcast_convert_type(words.at[coords].get(**get), jnp.int8).reshape(-1, k4)
         S = touched[:, :p.k].astype(jnp.float32).T            # (k, touched): the k partition signs
-        v = election(state.G, S, state.byzantine, p.attack, None, p.direction)
+        # The matmul form: on these gathered, transposed columns it beat the fused form (1.9 vs 2.3 ms/step).
+        v = election(state.G, S, state.byzantine, p.attack, None, p.direction, fused=False)
         # Duplicated coordinates write identical rows (the same θ_t and the same vote).
         rows_after = jnp.stack([theta_t.reshape(-1), v, jnp.broadcast_to(t.astype(jnp.float32), v.shape)], axis=-1)
         table = state.table.at[coords].set(rows_after, **get)

@@ -336,3 +336,21 @@ def test_integer_byzantine_mask_is_accepted():
     got = elect(GOOD_G, GOOD_GRADS, np.array([1, 0, 0]), "reverse")
     want = reference_elect(GOOD_G, GOOD_GRADS, np.array([True, False, False]), "reverse")
     np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("attack", ["none", "reverse", "directional", "omniscient"])
+def test_fused_form_equals_the_matmul_form(attack, monkeypatch):
+    """The unrolled elementwise election gives exactly the votes of sign(G @ S) → replace → vote,
+    including ties, empty workers and NaN partition signs."""
+    import importlib
+    module = importlib.import_module("jax_ec.election")
+    rng = np.random.default_rng(7)
+    n, k, d = 7, 6, 400
+    G = jnp.asarray(rng.random((n, k)) < 0.4, jnp.float32).at[0].set(0.0)     # worker 0 holds nothing
+    S = jnp.asarray(rng.choice([-1.0, 0.0, 1.0, np.nan], size=(k, d), p=[0.4, 0.2, 0.38, 0.02]), jnp.float32)
+    byz = jnp.asarray(rng.random(n) < 0.4)
+    fused = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1))(G, S, byz))
+    monkeypatch.setattr(module, "FUSED_MAX_TERMS", 0)
+    matmul = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1))(G, S, byz))
+    np.testing.assert_array_equal(fused, matmul)
+    assert not np.isnan(fused).any() and len(np.unique(fused)) == 3
