@@ -55,7 +55,7 @@ def global_vote(C: jax.Array) -> jax.Array:
     return jnp.sign(jnp.ones((C.shape[0],), C.dtype) @ messages)
 
 
-# Largest n·k for which the election is written as one unrolled elementwise expression.
+# Largest n·k for which ``election(..., fused=True)`` writes the vote as one unrolled elementwise expression.
 FUSED_MAX_TERMS = 1024
 # Attacks whose message at a coordinate is a function of that coordinate's values only.
 _FUSED_ATTACKS = ("none", "reverse", "directional", "omniscient")
@@ -71,15 +71,15 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
     counts ``G_local @ S_local`` over devices before the sign. The counts are small integers, so the
     result equals the unsharded election exactly.
 
-    Unsharded, with n·k ≤ :data:`FUSED_MAX_TERMS` and an attack that acts coordinate by coordinate,
-    the same arithmetic runs as one elementwise expression (:func:`fused_election`): S is read once
-    and nothing of size n × d is materialized (3.7× faster than the matmul form at d = 11M on the
-    CPU, benchmarks/vote_kernel). Both forms sum small integers, so they give identical votes.
-    ``fused=False`` forces the matmul form (faster for a transposed, gathered ``S`` such as the
-    Amazon trainer's touched columns).
+    ``fused=True`` (unsharded, n·k ≤ :data:`FUSED_MAX_TERMS`, an attack acting coordinate by
+    coordinate) runs the same arithmetic as one elementwise expression (:func:`fused_election`): S
+    is read once and nothing of size n × d is materialized — 3.7× faster than the matmul form for
+    the election alone at d = 11M on the CPU (benchmarks/vote_kernel), but inside a whole ResNet
+    step, where the election is ~2.5% of the time, it doubled the compile time on the CPU, so the
+    default (``None``) is the matmul form. Both forms sum small integers: identical votes.
     """
     n, k = G.shape
-    if (fused is not False and reduce is None and attack in _FUSED_ATTACKS and n * k <= FUSED_MAX_TERMS
+    if (fused is True and reduce is None and attack in _FUSED_ATTACKS and n * k <= FUSED_MAX_TERMS
             and S.ndim == 2):
         return fused_election(G, S, byzantine, attack, direction)
     counts = G.astype(S.dtype) @ S

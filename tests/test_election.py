@@ -339,7 +339,7 @@ def test_integer_byzantine_mask_is_accepted():
 
 
 @pytest.mark.parametrize("attack", ["none", "reverse", "directional", "omniscient"])
-def test_fused_form_equals_the_matmul_form(attack, monkeypatch):
+def test_fused_form_equals_the_matmul_form(attack):
     """The unrolled elementwise election gives exactly the votes of sign(G @ S) → replace → vote,
     including ties, empty workers and NaN partition signs."""
     import importlib
@@ -349,8 +349,8 @@ def test_fused_form_equals_the_matmul_form(attack, monkeypatch):
     G = jnp.asarray(rng.random((n, k)) < 0.4, jnp.float32).at[0].set(0.0)     # worker 0 holds nothing
     S = jnp.asarray(rng.choice([-1.0, 0.0, 1.0, np.nan], size=(k, d), p=[0.4, 0.2, 0.38, 0.02]), jnp.float32)
     byz = jnp.asarray(rng.random(n) < 0.4)
-    fused = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1))(G, S, byz))
-    monkeypatch.setattr(module, "FUSED_MAX_TERMS", 0)
+    fused = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1, fused=True))(G, S, byz))
+    assert np.array_equal(fused, np.asarray(module.fused_election(G, S, byz, attack, -1)))
     matmul = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1))(G, S, byz))
     np.testing.assert_array_equal(fused, matmul)
     assert not np.isnan(fused).any() and len(np.unique(fused)) == 3

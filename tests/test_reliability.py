@@ -254,7 +254,7 @@ def test_garbage_does_not_poison_the_model_in_any_scheme(monkeypatch):
         return jnp.where(huge["as_signs"], jnp.sign(jnp.nan_to_num(garbage, nan=0.0)), garbage)
 
     # The messages are injected through attack_messages, which the fused election form (built-in
-    # attacks computed inline) does not call: take the matmul form for this test.
+    # attacks computed inline, not the default) would not call: make sure it stays off.
     monkeypatch.setattr(election_module, "FUSED_MAX_TERMS", 0)
     monkeypatch.setattr(election_module, "attack_messages", lambda attack, C, S, key, direction, reduce=None: messages(attack, C))
     monkeypatch.setattr(train_module, "real_attack_messages", lambda attack, M, g, key, direction: messages(attack, M))
