@@ -45,7 +45,7 @@ from .sharding import TRIALS_AXIS, make_mesh, pad_trials, padded_size, sharded_t
 from .results import (SchemeCurves, atomic_write_text, format_summary_table, plot_curves,
                       run_metadata, summarize, write_json, write_metrics_csv, write_summary_csv)
 from .tasks import Task, make_task
-from .train import Trainer, make_train
+from .train import Trainer, make_train, resolved_modes
 
 __all__ = ["trial_keys", "batch_trials", "run_scheme", "run_experiment", "ExperimentResult", "DivergenceError",
            "rerun_info"]
@@ -167,7 +167,7 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     keys = _keys_of(cfg.seed, ids)
     steps = trainer.eval_steps(cfg.eval_every)
     num_chunks = len(steps) - 1
-    mode = trainer.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching
+    mode, step_loop = resolved_modes(cfg, trainer)
     task_init, task_evaluate = _compiled_task_functions(trainer.task, mode)
     init = jax.jit(jax.vmap(trainer.init))
 
@@ -183,7 +183,6 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
                            int(steps[saved.chunks_done]))
 
     mesh = make_mesh(cfg.mesh)
-    step_loop = trainer.step_loop if cfg.step_loop == "auto" else cfg.step_loop
     # "python": every compiled call advances one step; run() then loops from Python.
     batched_run = batch_trials(trainer.run if step_loop == "scan" else (lambda s, d, n: trainer.step(s, d)), mode)
     model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s))))
@@ -407,8 +406,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
             "max_load": r.max_load, "byzantine_workers": [np.flatnonzero(b).tolist() for b in r.byzantine],
             "wall_time_s": float(r.curves.wall_time[0, -1]),
             "resumed_from_step": r.resumed_from_step,
-            "trial_batching": (t.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching),
-            "step_loop": t.step_loop if cfg.step_loop == "auto" else cfg.step_loop,
+            "trial_batching": resolved_modes(cfg, t)[0], "step_loop": resolved_modes(cfg, t)[1],
             "aggregator": t.plan.aggregator, "rho": t.plan.rho, "num_params": t.num_params,
             "bits_per_coordinate": t.plan.bits_per_coordinate,
             "bits_per_worker_step": t.plan.bits_per_coordinate * t.num_params,

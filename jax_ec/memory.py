@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from .config import ConfigError, ExperimentConfig
+from .train import resolved_modes
 
 __all__ = ["available_bytes", "lower_bound_bytes", "check_memory"]
 
@@ -64,7 +65,7 @@ def lower_bound_bytes(cfg: ExperimentConfig, trainer, data: tuple) -> dict[str, 
     if getattr(trainer, "partition_axis", None) is not None:   # the worker momentum is split too
         mom = _tree_bytes(getattr(one_state, "worker_mom", ()))
         state -= mom - mom // cfg.mesh.partitions
-    mode = trainer.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching
+    mode = resolved_modes(cfg, trainer)[0]
     concurrent = trials_here if mode == "vmap" else 1
     plan = trainer.plan
     if type(trainer).__name__ == "SparseLogRegTrainer":
@@ -85,7 +86,7 @@ def check_memory(cfg: ExperimentConfig, trainers: list, data: tuple, device: Any
         total = sum(need.values())
         if total > have:
             parts = ", ".join(f"{name} {value / GIB:.2f} GiB" for name, value in need.items())
-            mode = trainer.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching
+            mode = resolved_modes(cfg, trainer)[0]
             ways = ["fewer trials", "mesh.trials > 1 (more devices)"]
             if mode == "vmap":
                 ways.insert(1, "trial_batching: map (one trial's step at a time)")

@@ -573,6 +573,13 @@ class SparseLogRegTrainer(Trainer):
         return {"w": state.theta - state.vote * self.plan.lr_sum(state.anchor, state.step)}
 
 
+def resolved_modes(cfg: ExperimentConfig, trainer: Trainer) -> tuple[str, str]:
+    """The run's ``(trial_batching, step_loop)``: the config's, or the trainer's choice for ``auto``."""
+    batching = trainer.preferred_batching if cfg.trial_batching == "auto" else cfg.trial_batching
+    loop = trainer.step_loop if cfg.step_loop == "auto" else cfg.step_loop
+    return batching, loop
+
+
 def make_train(cfg: ExperimentConfig, scheme: SchemeConfig | str, task: Task,
                fast_path: bool | None = None) -> Trainer:
     """The trainer of one scheme: the touched-coordinates formulation where it applies, else direct.
