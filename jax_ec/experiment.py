@@ -41,7 +41,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
 from .memory import check_memory
-from .sharding import TRIALS_AXIS, make_mesh, pad_trials, padded_size, sharded_trials, state_specs, to_host
+from .sharding import TRIALS_AXIS, make_mesh, named_shardings, pad_trials, padded_size, sharded_trials, state_specs, to_host
 from .results import (SchemeCurves, atomic_write_text, format_summary_table, plot_curves,
                       run_metadata, summarize, write_json, write_metrics_csv, write_summary_csv)
 from .tasks import Task, make_task
@@ -189,15 +189,18 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     if mesh is None:
         data = tuple(jnp.asarray(a) for a in data)
         run = jax.jit(batched_run, static_argnums=2, donate_argnums=0)
-        evaluate_model, place = task_evaluate, initial_state
+        evaluate_model, first_state = task_evaluate, initial_state
         host = np.asarray
+
+        def restore(saved_state):
+            return saved_state
         if step_loop == "python":
             run = _python_loop(jax.jit(lambda s, d: batched_run(s, d, 1), donate_argnums=0))
     else:
         # Each device runs its block of trials (and, under partition sharding, its block of partitions).
         padded = padded_size(num_trials, mesh)
         specs = state_specs(trainer, jax.eval_shape(initial_state, keys))
-        shardings = jax.tree.map(lambda sp: NamedSharding(mesh, sp), specs, is_leaf=lambda x: isinstance(x, P))
+        shardings = named_shardings(mesh, specs)
         data = jax.device_put(tuple(jnp.asarray(a) for a in data), NamedSharding(mesh, P()))
         data_specs = tuple(P() for _ in data)
         run = jax.jit(lambda s, d, n: sharded_trials(lambda s_, d_: batched_run(s_, d_, n), mesh,
@@ -208,11 +211,9 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
                                                       (specs, data_specs), specs), donate_argnums=0))
         evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh, (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()),
                                                 P(TRIALS_AXIS)))
-        place_keys = jax.jit(lambda k: pad_trials(initial_state(k), padded), out_shardings=shardings)
-        place_state = jax.jit(lambda s: pad_trials(s, padded), out_shardings=shardings)
-
-        def place(x):  # the initial state from the keys, or a resumed state, padded and placed on the mesh
-            return place_keys(x) if x is keys else place_state(x)
+        # The initial or a resumed state, padded to whole blocks of trials and placed on the mesh.
+        first_state = jax.jit(lambda k: pad_trials(initial_state(k), padded), out_shardings=shardings)
+        restore = jax.jit(lambda s: pad_trials(s, padded), out_shardings=shardings)
 
         def host(x):
             return to_host(x)[:num_trials]
@@ -224,14 +225,14 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
 
     if saved is None:
         start = time.perf_counter()
-        state = place(keys)
+        state = first_state(keys)
         first, finite = evaluate(state)
         metrics, walls, done = [first], [time.perf_counter() - start], 0
         _check_finite(plan.scheme, ids, first, finite, first, 0, 0, None)
         resumed_from = None
     else:  # continue the wall clock where the checkpoint left it
         start = time.perf_counter() - float(saved.wall[-1])
-        state, done = (saved.state if mesh is None else place(saved.state)), saved.chunks_done
+        state, done = restore(saved.state), saved.chunks_done
         metrics, walls = list(saved.metric.T), list(saved.wall)
         first = metrics[0]
         resumed_from = int(steps[done])

@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from .config import ConfigError, MeshConfig
 
 __all__ = ["TRIALS_AXIS", "PARTITIONS_AXIS", "make_mesh", "padded_size", "pad_trials", "state_specs",
-           "shard", "sharded_trials", "to_host"]
+           "named_shardings", "sharded_trials", "to_host"]
 
 TRIALS_AXIS = "trials"
 PARTITIONS_AXIS = "partitions"
@@ -74,11 +74,9 @@ def pad_trials(tree: Any, size: int) -> Any:
 def state_specs(trainer, state: Any) -> Any:
     """Partition specs of a batched trial state: trials on axis 0; the trainer's partition fields
     (``Trainer.partition_fields``, e.g. the worker momentum ``(T, k, d)``) also split over ``partitions``."""
-    fields = getattr(trainer, "partition_fields", ())
-    sharded = trainer.partition_axis is not None if hasattr(trainer, "partition_axis") else False
-
     def specs_of(name: str | None, sub: Any) -> Any:
-        spec = P(TRIALS_AXIS, PARTITIONS_AXIS) if (sharded and name in fields) else P(TRIALS_AXIS)
+        split = trainer.partition_axis is not None and name in trainer.partition_fields
+        spec = P(TRIALS_AXIS, PARTITIONS_AXIS) if split else P(TRIALS_AXIS)
         return jax.tree.map(lambda _: spec, sub)
 
     if hasattr(state, "_fields"):
@@ -86,10 +84,9 @@ def state_specs(trainer, state: Any) -> Any:
     return specs_of(None, state)
 
 
-def shard(tree: Any, mesh: Mesh, specs: Any) -> Any:
-    """Place a batched state on the mesh (``specs`` from :func:`state_specs`)."""
-    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
-    return jax.device_put(tree, shardings)
+def named_shardings(mesh: Mesh, specs: Any) -> Any:
+    """The ``NamedSharding`` of every leaf of a batched state (``specs`` from :func:`state_specs`)."""
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
 
 
 def sharded_trials(fn: Callable, mesh: Mesh, in_specs: tuple, out_specs: Any) -> Callable:
