@@ -15,6 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from .layers import Conv, Dense
 from .resnet import torch_bias_init, torch_kernel_init
 
 __all__ = ["CNN"]
@@ -39,12 +40,12 @@ class CNN(nn.Module):
         del train
         for features in (self.width, 2 * self.width):
             fan_in = 9 * x.shape[-1]
-            x = nn.Conv(features, (3, 3), padding="VALID", kernel_init=torch_kernel_init,
-                        bias_init=torch_bias_init(fan_in))(x)
+            x = Conv(features, (3, 3), padding="VALID", kernel_init=torch_kernel_init,
+                     bias_init=torch_bias_init(fan_in))(x)
             x = nn.relu(x)
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden, kernel_init=torch_kernel_init,
-                             bias_init=torch_bias_init(x.shape[-1]))(x))
-        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init,
-                        bias_init=torch_bias_init(x.shape[-1]))(x)
+        x = nn.relu(Dense(self.hidden, kernel_init=torch_kernel_init,
+                          bias_init=torch_bias_init(x.shape[-1]))(x))
+        return Dense(self.num_classes, kernel_init=torch_kernel_init,
+                     bias_init=torch_bias_init(x.shape[-1]))(x)

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .layers import Dense
+
 __all__ = ["MLP", "classification_loss", "classification_accuracy"]
 
 
@@ -21,8 +23,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape((x.shape[0], -1))
         for h in self.hidden:
-            x = nn.relu(nn.Dense(h)(x))
-        return nn.Dense(self.num_classes)(x)
+            x = nn.relu(Dense(h)(x))
+        return Dense(self.num_classes)(x)
 
 
 def classification_loss(logits: jax.Array, y: jax.Array) -> jax.Array:

@@ -45,6 +45,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .layers import Conv, Dense
+
 __all__ = [
     "BasicBlock", "Bottleneck", "ResNet", "ResNet18", "ResNet50", "torch_kernel_init",
     "torch_bias_init",
@@ -70,9 +72,9 @@ def torch_bias_init(fan_in: int) -> Callable[..., jax.Array]:
 
 def _conv(features: int, kernel: int, strides: int = 1, name: str | None = None) -> nn.Conv:
     pad = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                   padding=((pad, pad), (pad, pad)), use_bias=False,
-                   kernel_init=torch_kernel_init, name=name)
+    return Conv(features, (kernel, kernel), strides=(strides, strides),
+                padding=((pad, pad), (pad, pad)), use_bias=False,
+                kernel_init=torch_kernel_init, name=name)
 
 
 def _norm(train: bool, name: str | None = None) -> nn.BatchNorm:
@@ -147,8 +149,8 @@ class ResNet(nn.Module):
                 strides = 2 if stage > 0 and b == 0 else 1
                 x = block_cls(self.width * 2 ** stage, strides)(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=torch_kernel_init,
-                        bias_init=torch_bias_init(x.shape[-1]))(x)
+        return Dense(self.num_classes, kernel_init=torch_kernel_init,
+                     bias_init=torch_bias_init(x.shape[-1]))(x)
 
 
 def ResNet18(num_classes: int = 10, width: int = 64) -> ResNet:  # noqa: N802 (a model name)
