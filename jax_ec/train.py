@@ -38,7 +38,7 @@ from .attacks import byzantine_mask, uniform_placement
 from .aggregators import BITS_PER_COORDINATE, aggregate, real_attack_messages, repetition_groups, worker_means
 from .codes import draco, draw_bernoulli, load_code, paper_code_n5, uncoded, validate_allocation
 from .config import ConfigError, ExperimentConfig, SchemeConfig
-from .election import election
+from .election import election, fused_applies, fused_election
 from .permutation import permute
 from .tasks import Task
 
@@ -186,13 +186,20 @@ def partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array
     return grads, jax.tree.map(lambda s: s.mean(axis=0), states)
 
 
-def _per_partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
-                         keys: jax.Array) -> tuple[jax.Array, Any]:
-    """Flat gradients ``(k', d)`` and new model states (leading axis k') of the given partitions."""
+def _partition_grad_tree(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
+                         keys: jax.Array) -> tuple[Any, Any]:
+    """Gradients (a parameter pytree, each leaf with a leading axis k') and new model states of the
+    given partitions."""
     def one(x, y, k):
         return jax.grad(lambda p: loss(p, model_state, x, y, k), has_aux=True)(params)
 
-    grads, states = jax.vmap(one)(xs, ys, keys)
+    return jax.vmap(one)(xs, ys, keys)
+
+
+def _per_partition_grads(loss: Callable, params: Any, model_state: Any, xs: jax.Array, ys: jax.Array,
+                         keys: jax.Array) -> tuple[jax.Array, Any]:
+    """Flat gradients ``(k', d)`` and new model states (leading axis k') of the given partitions."""
+    grads, states = _partition_grad_tree(loss, params, model_state, xs, ys, keys)
     return jax.vmap(lambda g: ravel_pytree(g)[0])(grads), states
 
 
@@ -236,13 +243,23 @@ class Trainer:
         return "vmap"
 
     @property
-    def fused_election(self) -> bool:
+    def fused_vote(self) -> bool:
         """Whether the vote runs in the fused elementwise form (``election(..., fused=True)``: the
         same votes, see :func:`jax_ec.election.fused_election`): for models without convolutions,
         whose small step the election is a large share of (digits MLP on the CPU: 15% faster step);
         convolutional models keep the matmul form (the fused form doubled ResNet-50's CPU compile
         time for a 2.5% share of its step)."""
         return not self.task.convolutional
+
+    @property
+    def leafwise_vote(self) -> bool:
+        """Whether :meth:`direction` votes parameter array by parameter array: the fused election on
+        the raw partition gradients (``vote`` aggregator, no worker momentum, no noise, unsharded,
+        an attack the fused form covers). Same votes as the flat form; the digits MLP step on the
+        CPU 7% faster (no (k, d) concatenation of the partition gradients)."""
+        p = self.plan
+        return (self.fused_vote and p.aggregator == "vote" and p.worker_momentum == 0 and p.noise_std == 0
+                and self.partition_axis is None and fused_applies(p.n, p.k, p.attack))
 
     @property
     def step_loop(self) -> str:
@@ -374,6 +391,17 @@ class Trainer:
         local = self.local_partitions()
         rows = self.batch_rows(state.keys.data, state.step)[local]
         keys = jax.random.split(jax.random.fold_in(state.keys.augment, state.step), p.k)[local]
+        if self.leafwise_vote:
+            # The vote of each parameter array straight from its k partition gradients (identical
+            # votes: the fused election works coordinate by coordinate); the (k, d) concatenation
+            # of the flat form is never built.
+            grads, states = _partition_grad_tree(self.task.loss, state.params, state.model_state,
+                                                 train_x[rows], train_y[rows], keys)
+            model_state = jax.tree.map(lambda s: s.mean(axis=0), states)
+            byzantine = self.step_byzantine(state)
+            votes = jax.tree.map(lambda g: fused_election(state.G, jnp.sign(g.reshape(p.k, -1)), byzantine,
+                                                          p.attack, p.direction), grads)
+            return ravel_pytree(votes)[0], state.worker_mom, model_state
         g, states = _per_partition_grads(self.task.loss, state.params, state.model_state, train_x[rows],
                                          train_y[rows], keys)
         model_state = jax.tree.map(lambda s: s.mean(axis=0), self._gather(states))
@@ -390,7 +418,7 @@ class Trainer:
         if p.aggregator == "vote":
             if self.partition_axis is None:
                 return (election(state.G, jnp.sign(g), byzantine, p.attack, attack_key, p.direction,
-                                 fused=self.fused_election), mom, model_state)
+                                 fused=self.fused_vote), mom, model_state)
             return (election(jnp.take(state.G, local, axis=1), jnp.sign(g), byzantine, p.attack, attack_key,
                              p.direction, reduce=self._psum), mom, model_state)
         g = self._gather(g)

@@ -150,11 +150,19 @@ def mlp_config(**changes) -> dict:
     return base
 
 
-def test_cifar_rule_matches_paper_loop():
-    """Split mode, MLP, noise before the sign, random attack, per-step Byzantine set, master momentum."""
-    cfg = config_from_dict(mlp_config())
+@pytest.mark.parametrize("changes,leafwise", [
+    ({}, False),
+    (dict(attack="reverse", noise_std=0.0, placement="uniform"), True),
+    (dict(attack="omniscient", noise_std=0.0, b=2, schemes=[dict(name="s", code="bernoulli", r=2.0)]), True),
+])
+def test_cifar_rule_matches_paper_loop(changes, leafwise):
+    """Split mode, MLP, master momentum; with noise before the sign, random attack and a per-step
+    Byzantine set (the flat (k, d) election), or without noise under an attack of the fused form
+    (the vote computed parameter array by parameter array)."""
+    cfg = config_from_dict(mlp_config(**changes))
     task = make_task(cfg.task)
     trainer = make_train(cfg, "s", task)
+    assert trainer.leafwise_vote is leafwise
     plan = trainer.plan
     data = tuple(jnp.asarray(a) for a in task.data())
     state = trainer.init(jax.random.PRNGKey(5))
@@ -175,10 +183,16 @@ def test_cifar_rule_matches_paper_loop():
         noise = np.stack([np.asarray(jax.random.normal(  # partition j's own noise stream
             jax.random.fold_in(jax.random.fold_in(state.keys.noise, t), j), (theta.size,))) for j in range(plan.k)])
         signals = np.stack(grads) + np.float32(plan.noise_std) * noise
-        byz = np.asarray(uniform_placement(jax.random.fold_in(state.keys.placement, t), plan.n, plan.b))
-        messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),
-                                                    (plan.n, theta.size), dtype=jnp.float32))
-        v = reference_elect(G, signals, byz, "random", random_messages=messages)
+        if plan.placement == "per_step":
+            byz = np.asarray(uniform_placement(jax.random.fold_in(state.keys.placement, t), plan.n, plan.b))
+        else:
+            byz = np.asarray(state.byzantine)
+        if plan.attack == "random":
+            messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),
+                                                        (plan.n, theta.size), dtype=jnp.float32))
+            v = reference_elect(G, signals, byz, "random", random_messages=messages)
+        else:
+            v = reference_elect(G, signals, byz, plan.attack)
         jv = trainer.direction(state, data)[0]
         np.testing.assert_array_equal(np.asarray(jv), v, err_msg=f"step {t}")
         heavy = plan.momentum * heavy + (v + plan.weight_decay * theta)
