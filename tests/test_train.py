@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -302,3 +304,27 @@ def test_simulated_iteration_time_is_the_busiest_worker_plus_communication():
     trainer = make_train(cfg, "s", task)
     G = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0] * 5, [1] * 5, [0, 0, 0, 0, 1]])
     assert trainer.iteration_time(G) == 5 * 2.0 + D / 32.0
+
+
+@pytest.mark.parametrize("attack", ["reverse", "omniscient"])
+def test_vote_forms_give_the_same_steps_on_a_cnn(attack, monkeypatch):
+    """A convolutional model votes in the matmul form in short runs and, parameter array by
+    parameter array, in the fused form in long ones (Trainer.fused_vote): the same votes."""
+    from jax_ec.config import load_config
+    cfg, _ = load_config(Path(__file__).resolve().parents[1] / "configs" / "digits_byzantine40.yaml",
+                         ["steps=4", "trials=1", "batch_size=30", f"attack={attack}", "task.width=4",
+                          "schemes=[{name: s, code: bernoulli, r: 2, nonempty_rows: true}]"])
+    task = make_task(cfg.task, cfg.seed)
+    data = tuple(jnp.asarray(a) for a in task.data())
+    finals = {}
+    for fused in (False, True):
+        monkeypatch.setattr(Trainer, "fused_vote", property(lambda self, f=fused: f))
+        trainer = make_train(cfg, "s", task)
+        assert trainer.leafwise_vote is fused
+        state = trainer.init(jax.random.PRNGKey(3))
+        step = jax.jit(trainer.step)
+        for _ in range(4):
+            state = step(state, data)
+        finals[fused] = state.params
+    for a, b in zip(jax.tree.leaves(finals[False]), jax.tree.leaves(finals[True])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
