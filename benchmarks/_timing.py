@@ -20,6 +20,8 @@ Models (``build``):
 * ``cnn``: the same config with its CNN;
 * ``synthetic``: the same cluster and optimizer on the synthetic Gaussian-mixture task (16
   features, MLP 16-64-4);
+* ``logreg``: the same, with no hidden layer: a small (multinomial) logistic regression, 16 → 4
+  (d = 68);
 * ``resnet18``: ``configs/cifar10_resnet18_n15_b3.yaml`` (ResNet-18, b = 3 reverse, augmentation
   on) on *random* CIFAR-shaped data (uint8 32×32×3, 10 classes): TFDS data are not available
   offline, so the library's own image-task builder (``jax_ec.tasks._images``) is run with its data
@@ -56,7 +58,7 @@ from jax_ec.train import Trainer, make_train
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ROOT / "configs"
-MODELS = ("amazon", "mlp", "cnn", "synthetic", "resnet18")
+MODELS = ("amazon", "mlp", "cnn", "synthetic", "logreg", "resnet18")
 
 # ------------------------------------------------------------------------------------------------
 # Models
@@ -101,10 +103,12 @@ def build(model: str, *, n: int = 15, r: float = 2.0, batch: int = 240, mlp_widt
     if model == "amazon":
         cfg, _ = load_config(None, [*common, scheme_override(r, False), *extra])
         return cfg, make_task(cfg.task, cfg.seed)
-    if model in ("mlp", "cnn", "synthetic"):
+    if model in ("mlp", "cnn", "synthetic", "logreg"):
         over = [*common, scheme_override(r, True)]
-        if model == "synthetic":
+        if model in ("synthetic", "logreg"):
             over += ["task.name=synthetic", "task.model=null", "task.shuffle=true"]
+            if model == "logreg":
+                over += ["task.hidden=[]"]
         else:
             over += [f"task.model={model}"]
             if mlp_width is not None:
@@ -222,8 +226,8 @@ class RowsState(NamedTuple):
 def rows_fns(trainer: Trainer) -> tuple[Callable, Stepper]:
     """``(init, stepper)`` of the row selection alone (``trainer.batch_rows`` per step, its rows summed
     into a checksum so that XLA keeps it): the part of every step that the plain and the election
-    step share and that does not depend on the model (with ``task.shuffle`` it draws a permutation
-    of the training set)."""
+    step share and that does not depend on the model (with ``task.shuffle`` it evaluates the epoch's
+    keyed permutation of the training set at the step's positions)."""
     def init(key):
         return RowsState(jax.random.split(key, 7)[3], jnp.int32(0), jnp.int32(0))
 

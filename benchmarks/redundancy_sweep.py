@@ -20,8 +20,8 @@ import argparse
 
 from benchmarks import _timing as T
 
-DEFAULTS = {"amazon": (20, 7), "mlp": (20, 7), "cnn": (10, 5), "synthetic": (20, 7), "resnet18": (1, 2)}
-QUICK = {"amazon": (5, 2), "mlp": (5, 2), "cnn": (3, 2), "synthetic": (5, 2), "resnet18": (1, 2)}
+DEFAULTS = {"amazon": (20, 7), "mlp": (20, 7), "cnn": (10, 5), "synthetic": (20, 7), "logreg": (20, 7), "resnet18": (1, 2)}
+QUICK = {"amazon": (5, 2), "mlp": (5, 2), "cnn": (3, 2), "synthetic": (5, 2), "logreg": (5, 2), "resnet18": (1, 2)}
 
 
 def parse_rs(text: str) -> list[str]:

@@ -18,7 +18,7 @@ Bernoulli code of redundancy r over n workers (k = n partitions) and global mini
   per-partition gradients instead of one; ``election − partition_mean`` that of sign + election
   (+ worker momentum for Amazon);
 * ``row_selection`` (breakdown): ``trainer.batch_rows`` alone, which both steps run (with
-  ``task.shuffle`` it draws a permutation of the whole training set at every step); the breakdown
+  ``task.shuffle`` it evaluates the epoch's keyed permutation at the step's B positions); the breakdown
   also gives the ratio with it taken out of both steps.
 
 Timing (``--timing``, recorded as ``timing_mode``): ``run`` times one jitted ``run(state, data, S)``
@@ -39,8 +39,8 @@ import argparse
 from benchmarks import _timing as T
 
 # (steps per call, repeats) per model, full and --quick.
-DEFAULTS = {"amazon": (20, 7), "mlp": (20, 7), "cnn": (10, 5), "synthetic": (20, 7), "resnet18": (1, 3)}
-QUICK = {"amazon": (5, 2), "mlp": (5, 2), "cnn": (3, 2), "synthetic": (5, 2), "resnet18": (1, 2)}
+DEFAULTS = {"amazon": (20, 7), "mlp": (20, 7), "cnn": (10, 5), "synthetic": (20, 7), "logreg": (20, 7), "resnet18": (1, 3)}
+QUICK = {"amazon": (5, 2), "mlp": (5, 2), "cnn": (3, 2), "synthetic": (5, 2), "logreg": (5, 2), "resnet18": (1, 2)}
 GOALS = {"mlp": ("cpu", 1.5), "resnet18": ("gpu", 1.3)}
 
 

@@ -28,9 +28,9 @@ import argparse
 
 from benchmarks import _timing as T
 
-SMALL = ("amazon", "mlp", "cnn", "synthetic")
+SMALL = ("amazon", "mlp", "cnn", "synthetic", "logreg")
 # Steps per call: Amazon runs the default job's evaluation chunk (eval_every = 39), as run_experiment does.
-STEPS = {"amazon": 39, "mlp": 20, "cnn": 5, "synthetic": 20, "resnet18": 1}
+STEPS = {"amazon": 39, "mlp": 20, "cnn": 5, "synthetic": 20, "logreg": 20, "resnet18": 1}
 GOAL_T, GOAL_RATIO = 64, 10.0
 
 

@@ -13,11 +13,11 @@ one warm-up call, then interleaved repeats, each call ended by ``jax.block_until
   point: sign of the partition gradients + election (the sign-only pipeline from gradients);
 * ``reference_read``: ``ones(k) @ S``, which reads and writes as many bytes as the election must
   (the achievable streaming rate of this machine for this access pattern);
-* ``fused_election[attack]`` / ``fused_elect[attack]`` (``--no-alternatives`` skips them): the same
-  election written here as one elementwise expression, ``v = sign(Σ_i m_i(sign(Σ_j G_ij S_j)))``
-  unrolled over the n·k entries of G, which XLA fuses into a single pass over S with no (n, d)
-  intermediate (a candidate formulation for small n·k, for attacks none/reverse/directional); its
-  votes are checked equal to the library's (``matches_library``).
+* ``fused_election[attack]`` / ``fused_elect[attack]`` (``--no-alternatives`` skips them): the
+  library's fused form, ``election(..., fused=True)`` (bit-packed signs, popcount counts, one
+  elementwise pass over S with no (n, d) intermediate; attacks none/reverse/directional/omniscient),
+  on the signs and from the gradients; its votes are checked equal to the matmul form's
+  (``matches_library``).
 
 Bytes moved, at least: ``k·d·4`` read (the float32 signs or gradients) + ``d·4`` written (the
 float32 vote) = ``(k + 1)·d·4`` (715 MB at the defaults); achieved bandwidth = that / median time.
@@ -36,24 +36,7 @@ from pathlib import Path
 from benchmarks import _timing as T
 
 RESNET18_PARAMS = 11_173_962
-FUSED_ATTACKS = ("none", "reverse", "directional")
-
-
-def fused_election(G, S, byzantine, attack: str, direction: int = 1):
-    """``jax_ec.election.election`` as one elementwise expression (unrolled over G's n·k entries)."""
-    import jax.numpy as jnp
-    n, k = G.shape
-    acc = jnp.zeros(S.shape[1:], S.dtype)
-    for i in range(n):
-        c = jnp.sign(sum(G[i, j] * S[j] for j in range(k)))       # worker i's local vote
-        if attack == "reverse":
-            c = jnp.where(byzantine[i], -c, c)
-        elif attack == "directional":
-            c = jnp.where(byzantine[i], jnp.asarray(direction, S.dtype), c)
-        elif attack != "none":
-            raise ValueError(f"fused_election: attack {attack!r} not written here; allowed {FUSED_ATTACKS}")
-        acc = acc + jnp.sign(jnp.where(jnp.isnan(c), 0.0, c))
-    return jnp.sign(acc)
+FUSED_ATTACKS = ("none", "reverse", "directional", "omniscient")
 
 
 def main(argv=None) -> dict:
@@ -73,7 +56,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--step-json", default=str(T.RESULTS / "step_ratio.json"))
     parser.add_argument("--no-alternatives", dest="alternatives", action="store_false",
-                        help="skip the fused formulation written in this script")
+                        help="skip the library's fused form (election(..., fused=True))")
     T.common_args(parser)
     args = parser.parse_args(argv)
     d = args.d or (1_000_000 if args.quick else RESNET18_PARAMS)
@@ -94,8 +77,8 @@ def main(argv=None) -> dict:
         calls[f"election[{attack}]"] = partial(jax.jit(partial(election, attack=attack)), G, S, byz)
         calls[f"elect[{attack}]"] = partial(elect, G, grads, byz, attack)
         if args.alternatives and attack in FUSED_ATTACKS:
-            fused = jax.jit(partial(fused_election, attack=attack))
-            calls[f"fused_election[{attack}]"] = partial(fused, G, S, byz)
+            fused = partial(election, attack=attack, fused=True)
+            calls[f"fused_election[{attack}]"] = partial(jax.jit(fused), G, S, byz)
             calls[f"fused_elect[{attack}]"] = partial(jax.jit(lambda G, g, b, f=fused: f(G, jnp.sign(g), b)),
                                                       G, grads, byz)
     print(f"vote kernel: d = {d:,}, n = k = {n}, r = {args.r:g} (realised {float(G.sum()) / n:.2f}), "
