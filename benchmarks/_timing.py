@@ -390,6 +390,26 @@ def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def model_args(parser: argparse.ArgumentParser, *, r: bool = True, mlp_width: bool = True) -> argparse.ArgumentParser:
+    """The arguments of :func:`build` (cluster size, redundancy, global batch, model sizes)."""
+    parser.add_argument("--n", type=int, default=15, help="workers = partitions")
+    if r:
+        parser.add_argument("--r", type=float, default=2.0, help="Bernoulli redundancy")
+    parser.add_argument("--batch", type=int, default=240, help="global minibatch")
+    if mlp_width:
+        parser.add_argument("--mlp-width", type=int, default=None, help="hidden units of the MLP (default 128)")
+    parser.add_argument("--resnet-train", type=int, default=2000, help="random CIFAR training samples")
+    return parser
+
+
+def build_from_args(model: str, args: argparse.Namespace, **override) -> tuple[ExperimentConfig, Task]:
+    """:func:`build` with the values of :func:`model_args` and :func:`common_args` (``override``
+    wins, e.g. ``r=`` in a sweep)."""
+    kwargs = dict(n=args.n, r=getattr(args, "r", 2.0), batch=args.batch, mlp_width=getattr(args, "mlp_width", None),
+                  resnet_train=args.resnet_train, seed=args.seed, extra=tuple(args.set))
+    return build(model, **{**kwargs, **override})
+
+
 def models_arg(text: str) -> list[str]:
     models = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]

@@ -136,8 +136,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     from jax_ec.data.images import normalize
     steps, repeats = (QUICK if args.quick else DEFAULTS)[model_name]
     steps, repeats = args.steps or steps, args.repeats or repeats
-    cfg, task = T.build(model_name, n=args.n, r=args.r, batch=args.batch, resnet_train=args.resnet_train,
-                        seed=args.seed, extra=tuple(args.set))
+    cfg, task = T.build_from_args(model_name, args)
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     key = T.trial_key(args.seed)
@@ -213,13 +212,10 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=T.models_arg, default=None, help="mlp and/or resnet18 (default mlp)")
-    parser.add_argument("--n", type=int, default=15)
-    parser.add_argument("--r", type=float, default=2.0)
-    parser.add_argument("--batch", type=int, default=240)
     parser.add_argument("--steps", type=int, default=None, help="jax steps per timed call")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--budget-s", type=float, default=None)
-    parser.add_argument("--resnet-train", type=int, default=2000)
+    T.model_args(parser, mlp_width=False)
     parser.add_argument("--timing", choices=T.TIMING_MODES, default="auto",
                         help="jax side: run (lax.scan) or step (jit(step) per step); auto: step for resnet18 on CPU")
     parser.add_argument("--torch-threads", type=int, default=None,

@@ -37,9 +37,7 @@ def measure_model(model: str, args, log=print) -> dict:
     key = T.trial_key(args.seed)
     calls, configs, trainers, data = {}, {}, {}, None
     for r in rs:
-        cfg, task = T.build(model, n=args.n, r=r, batch=args.batch, mlp_width=args.mlp_width,
-                            resnet_train=args.resnet_train, seed=args.seed,
-                            extra=tuple(args.set))
+        cfg, task = T.build_from_args(model, args, r=r)
         trainer = T.trainer_of(cfg, task)
         if data is None:
             data = T.device_data(task)
@@ -73,16 +71,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", type=T.models_arg, default=None, help="comma-separated (default mlp)")
     parser.add_argument("--rs", type=parse_rs, default=parse_rs("1,2,3,5,n"),
                         help="redundancies, 'n' for r = n (default 1,2,3,5,n); the first is the reference")
-    parser.add_argument("--n", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=240)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--budget-s", type=float, default=None)
     parser.add_argument("--timing", choices=T.TIMING_MODES, default="auto",
                         help="run: lax.scan of S steps in one jit; step: jit(step) called S times; auto: step "
                         "for convolutional models on CPU (see step_ratio)")
-    parser.add_argument("--mlp-width", type=int, default=None)
-    parser.add_argument("--resnet-train", type=int, default=2000)
+    T.model_args(parser, r=False)
     T.common_args(parser)
     args = parser.parse_args(argv)
     if args.models is None:

@@ -50,8 +50,7 @@ def measure_model(model: str, args, log=print) -> dict:
     steps = args.steps or steps
     repeats = args.repeats or repeats
     mode = T.timing_mode(model, args.timing)
-    cfg, task = T.build(model, n=args.n, r=args.r, batch=args.batch, mlp_width=args.mlp_width,
-                        resnet_train=args.resnet_train, seed=args.seed, extra=tuple(args.set))
+    cfg, task = T.build_from_args(model, args)
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     key = T.trial_key(args.seed)
@@ -120,14 +119,10 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=T.models_arg, default=None,
                         help="comma-separated: amazon,mlp,cnn,synthetic,resnet18 (default amazon,mlp)")
-    parser.add_argument("--n", type=int, default=15)
-    parser.add_argument("--r", type=float, default=2.0)
-    parser.add_argument("--batch", type=int, default=240)
     parser.add_argument("--steps", type=int, default=None, help="steps per timed call (default per model)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per function (default per model)")
     parser.add_argument("--budget-s", type=float, default=None, help="stop repeating after this many seconds")
-    parser.add_argument("--mlp-width", type=int, default=None, help="hidden units of the MLP (default 128)")
-    parser.add_argument("--resnet-train", type=int, default=2000, help="random CIFAR training samples")
+    T.model_args(parser)
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip the partition-gradient step (breakdown of the election step)")
     parser.add_argument("--timing", choices=T.TIMING_MODES, default="auto",

@@ -58,9 +58,7 @@ def measure_model(model: str, trials: list[int], args, log=print) -> dict:
     from jax_ec.experiment import trial_keys
     batch_trials, source = _batch_trials()
     steps = args.steps or (2 if args.quick else STEPS[model])
-    cfg, task = T.build(model, n=args.n, r=args.r, batch=args.batch, mlp_width=args.mlp_width,
-                        resnet_train=args.resnet_train, seed=args.seed,
-                        extra=tuple(args.set))
+    cfg, task = T.build_from_args(model, args)
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     init = jax.jit(jax.vmap(trainer.init))
@@ -116,9 +114,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials", type=_ints, default=None, help="T for small models (default 1,8,64,256)")
     parser.add_argument("--resnet-trials", type=_ints, default=None, help="T for resnet18 (default 1,4,8)")
     parser.add_argument("--modes", type=lambda s: [m.strip() for m in s.split(",")], default=["vmap", "map"])
-    parser.add_argument("--n", type=int, default=15)
-    parser.add_argument("--r", type=float, default=2.0)
-    parser.add_argument("--batch", type=int, default=240)
     parser.add_argument("--steps", type=int, default=None, help="steps per call (default per model)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--budget-s", type=float, default=20.0, help="per T: stop repeating after this many s")
@@ -126,8 +121,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--unroll", action="store_true",
                         help="batch S unrolled trainer.step calls instead of trainer.run (lax.scan): avoids "
                         "XLA:CPU's slow convolution weight gradients inside loops for cnn/resnet18 under vmap")
-    parser.add_argument("--mlp-width", type=int, default=None)
-    parser.add_argument("--resnet-train", type=int, default=2000)
+    T.model_args(parser)
     T.common_args(parser)
     args = parser.parse_args(argv)
     if args.models is None:
