@@ -120,6 +120,11 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     ``direction``; ``omniscient``: ``−sign(|P| − |N|)``, void if ``Z ≠ ∅``), and
     ``v = sign(Σ_i m_i)``. Every sum is of small integers: the votes equal the matmul form's
     exactly (tested), with no (n, d) intermediate and S read once.
+
+    Only the signs of ``S`` are read (``S > 0``, ``S < 0``, NaN), so ``S`` may be the raw partition
+    gradients: the votes are those of their signs, ±0, ±Inf and NaN included (tested). The trainer
+    passes the gradients, which spares a sign pass that XLA would otherwise materialize (it reads
+    each value three times): digits MLP on the CPU, 64 vmapped trials: 289 → 249 µs per trial-step.
     """
     if attack not in _FUSED_ATTACKS:
         raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(_FUSED_ATTACKS)}")

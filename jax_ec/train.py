@@ -400,12 +400,13 @@ class Trainer:
         if self.leafwise_vote:
             # The vote of each parameter array straight from its k partition gradients (identical
             # votes: the fused election works coordinate by coordinate); the (k, d) concatenation
-            # of the flat form is never built.
+            # of the flat form is never built. It reads only the signs of its input, so it gets the
+            # gradients themselves (no materialized sign pass).
             grads, states = _partition_grad_tree(self.task.loss, state.params, state.model_state,
                                                  train_x[rows], train_y[rows], keys)
             model_state = jax.tree.map(lambda s: s.mean(axis=0), states)
             byzantine = self.step_byzantine(state)
-            votes = jax.tree.map(lambda g: fused_election(state.G, jnp.sign(g.reshape(p.k, -1)), byzantine,
+            votes = jax.tree.map(lambda g: fused_election(state.G, g.reshape(p.k, -1), byzantine,
                                                           p.attack, p.direction), grads)
             return ravel_pytree(votes)[0], state.worker_mom, model_state
         g, states = _per_partition_grads(self.task.loss, state.params, state.model_state, train_x[rows],

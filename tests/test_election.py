@@ -354,3 +354,21 @@ def test_fused_form_equals_the_matmul_form(attack):
     matmul = np.asarray(jax.jit(lambda G, S, b: election(G, S, b, attack, None, -1))(G, S, byz))
     np.testing.assert_array_equal(fused, matmul)
     assert not np.isnan(fused).any() and len(np.unique(fused)) == 3
+
+
+@pytest.mark.parametrize("attack", ["none", "reverse", "omniscient"])
+def test_fused_form_reads_only_the_signs(attack):
+    """The trainer hands the fused election raw partition gradients (no sign pass): every value,
+    ±0, ±Inf and NaN included, must vote as its sign does."""
+    from jax_ec.election import fused_election
+    rng = np.random.default_rng(11)
+    n, k, d = 9, 7, 500
+    G = jnp.asarray(rng.random((n, k)) < 0.5, jnp.float32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-38, -1e-45, 3.0e38], np.float32)
+    g = rng.standard_normal((k, d)).astype(np.float32) * 10.0 ** rng.integers(-30, 30, (k, d))
+    g = np.where(rng.random((k, d)) < 0.2, rng.choice(special, (k, d)), g).astype(np.float32)
+    byz = jnp.asarray(rng.random(n) < 0.3)
+    raw = np.asarray(fused_election(G, jnp.asarray(g), byz, attack, 1))
+    signed = np.asarray(fused_election(G, jnp.sign(jnp.asarray(g)), byz, attack, 1))
+    np.testing.assert_array_equal(raw, signed)
+    assert len(np.unique(raw)) == 3
