@@ -195,3 +195,19 @@ def test_trial_keys_are_fold_in(seed, trials):
         np.testing.assert_array_equal(np.asarray(keys[t]), np.asarray(expected))
     # Independent of how many trials are requested (trial t's key never moves).
     np.testing.assert_array_equal(np.asarray(trial_keys(seed, trials + 2)[:trials]), np.asarray(keys))
+
+
+def test_auto_trial_batching_follows_the_trials_per_device():
+    """``trial_batching: auto`` on the CPU: ``map`` for a model without convolutions below
+    CPU_VMAP_MIN_TRIALS trials per device, ``vmap`` from there; an explicit mode is kept."""
+    from jax_ec.tasks import make_task
+    from jax_ec.train import CPU_VMAP_MIN_TRIALS, make_train, resolved_modes
+    if jax.default_backend() != "cpu":
+        pytest.skip("the rule under test is the CPU's")
+    few = synthetic(trials=CPU_VMAP_MIN_TRIALS - 1)
+    trainer = make_train(few, few.schemes[1], make_task(few.task, few.seed))
+    assert resolved_modes(few, trainer)[0] == "map"
+    many = synthetic(trials=CPU_VMAP_MIN_TRIALS)
+    assert resolved_modes(many, trainer)[0] == "vmap"
+    assert resolved_modes(synthetic(trials=CPU_VMAP_MIN_TRIALS, trial_batching="map"), trainer)[0] == "map"
+    assert resolved_modes(synthetic(trials=1, trial_batching="vmap"), trainer)[0] == "vmap"
