@@ -13,6 +13,10 @@ as ``run_experiment`` does (state donated and carried from call to call). Throug
 time; the modes of one T are interleaved round by round. Reported: per-trial throughput, its ratio
 to T = 1 (same mode, and best mode against best mode), and the faster mode per model and T.
 Goal: at T = 64 the per-trial throughput of small models is at least 10× that at T = 1 on CPU.
+For each small model the script also reports how far batching could go at all on this device
+(:func:`per_trial_floor`): one trial-step's flops at the device's matrix-multiply rate, and one
+plain gradient over all T trials' rows, per trial; T = 1's step time over either floor bounds the
+ratio.
 
 ``--unroll`` batches S unrolled ``trainer.step`` calls instead of ``trainer.run``: on CPU a
 convolution's weight gradient runs 50-70x slower inside a loop body (jax-ml/jax#12868), which hits
@@ -52,7 +56,63 @@ def _batch_trials():
         return batch_trials, "benchmarks.trials_sweep fallback (jax_ec.experiment.batch_trials not importable)"
 
 
-def measure_model(model: str, trials: list[int], args, log=print) -> dict:
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The device's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``) on one square
+    ``size``-matrix product: the arithmetic ceiling that batching trials can approach at best."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    f = jax.jit(jnp.dot)
+    jax.block_until_ready(f(a, a))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, a))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best / 1e9
+
+
+def per_trial_floor(trainer, data, t: int, peak_gflops: float, seed: int, log=print) -> dict:
+    """Lower bounds on the time of one trial-step, whatever the batching of T trials:
+
+    * ``arithmetic``: XLA's flop count of one trial's step (``cost_analysis`` of the compiled
+      ``trainer.step``) at the device's matrix-multiply rate (:func:`gemm_gflops`);
+    * ``pooled_gradient``: one plain gradient of the task's loss over T·B rows (all T trials'
+      minibatches as if they were one, one parameter set: the best-batched form of the gradient
+      work every trial-step contains), per B rows. The election step also computes the k
+      partition gradients and the vote; this floor counts neither.
+
+    The per-trial throughput at T trials can exceed T = 1's by at most (T = 1 step time) / floor:
+    a hard bound for the arithmetic floor, a practical one for the pooled gradient (the gradient
+    work alone, in its best-batched form on this device).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jax_ec.experiment import trial_keys
+    state = jax.jit(trainer.init)(trial_keys(seed, 1)[0])
+    cost = jax.jit(trainer.step).lower(state, data).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    task = trainer.task
+    rows_per_step = int(trainer.batch_rows(state.keys.data, state.step).size)
+    rows = jax.random.randint(jax.random.PRNGKey(seed), (t * rows_per_step,), 0, data[0].shape[0])
+    x, y = data[0][rows], data[1][rows]
+    params, model_state = trainer.params_of(state), trainer.model_state_of(state)
+    grad = jax.jit(jax.grad(lambda p, x, y: task.loss(p, model_state, x, y, jax.random.PRNGKey(0))[0]))
+    timing = T.time_many({"pooled": lambda: grad(params, x, y)}, 7, log=None)["pooled"]
+    pooled_us = 1e6 * timing.min_s / t
+    out = {"flops_per_trial_step": flops, "gemm_gflops": peak_gflops,
+           "arithmetic_floor_us": 1e6 * flops / (peak_gflops * 1e9) if flops else None,
+           "pooled_gradient_rows": t * rows_per_step, "pooled_gradient_us_per_trial": pooled_us}
+    log(f"  floor: {flops / 1e6:.2f} MFLOP per trial-step (XLA) -> {out['arithmetic_floor_us'] or 0:.1f} us at "
+        f"{peak_gflops:.0f} GFLOP/s; plain gradient over {t} x {rows_per_step} rows: {pooled_us:.1f} us per trial")
+    return out
+
+
+def measure_model(model: str, trials: list[int], args, log=print, peak_gflops: float | None = None) -> dict:
     import jax
 
     from jax_ec.experiment import trial_keys
@@ -70,7 +130,7 @@ def measure_model(model: str, trials: list[int], args, log=print) -> dict:
     else:
         run = trainer.run
     log(f"{model}: {type(trainer).__name__}, d = {trainer.num_params:,}, preferred batching "
-        f"{trainer.preferred_batching}, T in {trials}, {steps} step(s) per call")
+        f"{ {t: trainer.preferred_batching(t) for t in trials} }, T in {trials}, {steps} step(s) per call")
     per_t, skipped = {}, {}
     for t in trials:
         keys = trial_keys(args.seed, t)
@@ -98,13 +158,20 @@ def measure_model(model: str, trials: list[int], args, log=print) -> dict:
             res["vs_first_t"] = {m: thr[m] / b[m] for m in thr}
             res["best_vs_best_first_t"] = max(thr.values()) / max(b.values())
     out = {"model": model, "trainer": type(trainer).__name__, "num_params": trainer.num_params,
-           "preferred_batching": trainer.preferred_batching, "steps_per_call": steps, "reference_trials": trials[0],
+           "preferred_batching": {t: trainer.preferred_batching(t) for t in trials}, "steps_per_call": steps, "reference_trials": trials[0],
            "batch_trials": source, "run": "unrolled trainer.step" if args.unroll else "trainer.run (lax.scan)",
            **T.config_record(cfg), "per_trials": per_t, "skipped": skipped}
     if model in SMALL and GOAL_T in per_t and trials[0] == 1:
         measured = per_t[GOAL_T]["best_vs_best_first_t"]
         out["goal"] = {"trials": GOAL_T, "min_ratio_vs_T1": GOAL_RATIO, "measured_best_vs_best": measured,
                        "met": measured >= GOAL_RATIO if jax.default_backend() == "cpu" else None}
+        if peak_gflops is not None and model != "amazon":
+            floor = per_trial_floor(trainer, data, GOAL_T, peak_gflops, args.seed, log)
+            t1_us = 1e6 / max(per_t[trials[0]]["trial_steps_per_s"].values())
+            floor["t1_us_per_trial_step"] = t1_us
+            floor["max_ratio_arithmetic"] = t1_us / floor["arithmetic_floor_us"] if floor["arithmetic_floor_us"] else None
+            floor["max_ratio_pooled_gradient"] = t1_us / floor["pooled_gradient_us_per_trial"]
+            out["goal"]["bound"] = floor
     return out
 
 
@@ -131,7 +198,10 @@ def main(argv=None) -> dict:
     if args.resnet_trials is None:
         args.resnet_trials = [1, 2] if args.quick else [1, 4, 8]
     env = T.environment()
-    results = {m: measure_model(m, args.resnet_trials if m == "resnet18" else args.trials, args)
+    peak = gemm_gflops(512 if args.quick else 2048)
+    print(f"float32 matrix-multiply rate: {peak:.0f} GFLOP/s")
+    env["gemm_gflops"] = peak
+    results = {m: measure_model(m, args.resnet_trials if m == "resnet18" else args.trials, args, peak_gflops=peak)
                for m in args.models}
     rows = []
     for m, res in results.items():
@@ -153,6 +223,13 @@ def main(argv=None) -> dict:
             g = res["goal"]
             print(f"{m}: T = {g['trials']} per-trial throughput {g['measured_best_vs_best']:.1f}x T = 1 "
                   f"(goal >= {g['min_ratio_vs_T1']:g}x): {'met' if g['met'] else 'NOT met' if g['met'] is False else 'n/a'}")
+            if "bound" in g:
+                b = g["bound"]
+                arith = f"{b['max_ratio_arithmetic']:.1f}x" if b["max_ratio_arithmetic"] else "n/a"
+                print(f"  bound: T = 1 step {b['t1_us_per_trial_step']:.1f} us; at most {arith} if every flop ran at "
+                      f"{b['gemm_gflops']:.0f} GFLOP/s; at most {b['max_ratio_pooled_gradient']:.1f}x if the trial-step "
+                      f"cost only its share of one plain gradient over all {g['trials']} trials' rows "
+                      f"({b['pooled_gradient_us_per_trial']:.1f} us)")
     T.write_result(T.out_path(args, "trials_sweep"), "trials_sweep", env, args, {"models": results})
     return results
 
