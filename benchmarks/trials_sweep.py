@@ -89,7 +89,6 @@ def per_trial_floor(trainer, data, t: int, peak_gflops: float, seed: int, log=pr
     work alone, in its best-batched form on this device).
     """
     import jax
-    import jax.numpy as jnp
 
     from jax_ec.experiment import trial_keys
     state = jax.jit(trainer.init)(trial_keys(seed, 1)[0])
