@@ -428,8 +428,10 @@ class Trainer:
         attack_key = jax.random.fold_in(state.keys.attack, state.step)
         if p.aggregator == "vote":
             if self.partition_axis is None:
-                return (election(state.G, jnp.sign(g), byzantine, p.attack, attack_key, p.direction,
-                                 fused=self.fused_vote), mom, model_state)
+                # The fused form reads only the signs of its input: it gets g itself (no sign pass).
+                fused = self.fused_vote and fused_applies(p.n, p.k, p.attack)
+                return (election(state.G, g if fused else jnp.sign(g), byzantine, p.attack, attack_key,
+                                 p.direction, fused=fused), mom, model_state)
             return (election(jnp.take(state.G, local, axis=1), jnp.sign(g), byzantine, p.attack, attack_key,
                              p.direction, reduce=self._psum), mom, model_state)
         g = self._gather(g)

@@ -154,13 +154,15 @@ def mlp_config(**changes) -> dict:
 
 @pytest.mark.parametrize("changes,leafwise", [
     ({}, False),
+    (dict(attack="reverse", placement="uniform"), False),   # noise: the flat election, in the fused form
     (dict(attack="reverse", noise_std=0.0, placement="uniform"), True),
     (dict(attack="omniscient", noise_std=0.0, b=2, schemes=[dict(name="s", code="bernoulli", r=2.0)]), True),
 ])
 def test_cifar_rule_matches_paper_loop(changes, leafwise):
     """Split mode, MLP, master momentum; with noise before the sign, random attack and a per-step
-    Byzantine set (the flat (k, d) election), or without noise under an attack of the fused form
-    (the vote computed parameter array by parameter array)."""
+    Byzantine set (the flat (k, d) election), with noise under an attack of the fused form (the
+    flat election, fused, reading the noisy gradients' signs), or without noise under an attack of
+    the fused form (the vote computed parameter array by parameter array)."""
     cfg = config_from_dict(mlp_config(**changes))
     task = make_task(cfg.task)
     trainer = make_train(cfg, "s", task)
