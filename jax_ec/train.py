@@ -240,9 +240,9 @@ class Trainer:
     def preferred_batching(self, trials: int = 1) -> str:
         """How ``trial_batching: auto`` batches ``trials`` trials (per device): ``vmap``, except on
         the CPU for models without convolutions and fewer than :data:`CPU_VMAP_MIN_TRIALS` trials,
-        where ``map`` runs faster (benchmarks/trials_sweep: T = 1, ``map`` 1.2–1.7× the per-trial
-        throughput of ``vmap``; from T = 8 ``vmap`` leads for the MLPs, 10–25%, and the logistic
-        regression is within 6% either way up to T = 64). Convolutional models always ``vmap``:
+        where ``map`` runs faster (benchmarks/trials_sweep: T = 1, ``map`` 1.1–1.7× the per-trial
+        throughput of ``vmap``; from T = 8 ``vmap`` leads for the MLPs, 4–40%, and the logistic
+        regression is within 13% either way up to T = 64 and faster under ``vmap`` beyond). Convolutional models always ``vmap``:
         XLA:CPU runs convolutions inside a loop, such as ``lax.map``'s, many times slower (jax#12868).
         Both modes give the same numbers."""
         if jax.default_backend() == "cpu" and not self.task.convolutional and trials < CPU_VMAP_MIN_TRIALS:
