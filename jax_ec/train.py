@@ -49,6 +49,10 @@ __all__ = ["Plan", "make_plan", "partition_grads", "ToleranceWarning", "TrialSta
 FUSED_CONV_MIN_STEPS = 1000
 # From this many trials per device ``trial_batching: auto`` vmaps models without convolutions on the CPU too.
 CPU_VMAP_MIN_TRIALS = 8
+# ... as long as their partition gradients (trials · k · d float32) stay within this many bytes: past it
+# the vmapped step leaves the cache and ``map`` is faster (digits MLP, T = 64: 37 MB, vmap +16%;
+# T = 256: 148 MB, map +18%).
+CPU_VMAP_MAX_BYTES = 64 * 2 ** 20
 
 # Attacks whose message at a coordinate depends only on that coordinate's partition signs.
 SPARSE_ATTACKS = ("none", "reverse", "directional", "omniscient")
@@ -238,15 +242,25 @@ class Trainer:
     """
 
     def preferred_batching(self, trials: int = 1) -> str:
-        """How ``trial_batching: auto`` batches ``trials`` trials (per device): ``vmap``, except on
-        the CPU for models without convolutions and fewer than :data:`CPU_VMAP_MIN_TRIALS` trials,
-        where ``map`` runs faster (benchmarks/trials_sweep: T = 1, ``map`` 1.1–1.7× the per-trial
-        throughput of ``vmap``; from T = 8 ``vmap`` leads for the MLPs, 4–40%, and the logistic
-        regression is within 13% either way up to T = 64 and faster under ``vmap`` beyond). Convolutional models always ``vmap``:
-        XLA:CPU runs convolutions inside a loop, such as ``lax.map``'s, many times slower (jax#12868).
-        Both modes give the same numbers."""
-        if jax.default_backend() == "cpu" and not self.task.convolutional and trials < CPU_VMAP_MIN_TRIALS:
-            return "map"
+        """How ``trial_batching: auto`` batches ``trials`` trials (per device).
+
+        ``vmap``, except on the CPU for models without convolutions when there are fewer than
+        :data:`CPU_VMAP_MIN_TRIALS` trials, or when the T trials' partition gradients
+        (T · k · d floats) exceed :data:`CPU_VMAP_MAX_BYTES`; there ``map`` runs faster.
+        Measured by benchmarks/trials_sweep:
+
+        * at T = 1, ``map`` gives 1.1–1.7× the per-trial throughput of ``vmap``;
+        * from T = 8 ``vmap`` leads for the MLPs by 4–40%; the logistic regression is within 13%
+          either way up to T = 64, and faster under ``vmap`` beyond;
+        * the digits MLP at T = 256 (148 MB of partition gradients) runs 15% slower under
+          ``vmap``.
+
+        Convolutional models always ``vmap``: XLA:CPU runs convolutions inside a loop, such as
+        ``lax.map``'s, many times slower (jax#12868). Both modes give the same numbers."""
+        if jax.default_backend() == "cpu" and not self.task.convolutional:
+            working_set = 4 * trials * self.plan.k * self.num_params
+            if trials < CPU_VMAP_MIN_TRIALS or working_set > CPU_VMAP_MAX_BYTES:
+                return "map"
         return "vmap"
 
     @property

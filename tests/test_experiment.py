@@ -199,9 +199,10 @@ def test_trial_keys_are_fold_in(seed, trials):
 
 def test_auto_trial_batching_follows_the_trials_per_device():
     """``trial_batching: auto`` on the CPU: ``map`` for a model without convolutions below
-    CPU_VMAP_MIN_TRIALS trials per device, ``vmap`` from there; an explicit mode is kept."""
+    CPU_VMAP_MIN_TRIALS trials per device, ``vmap`` from there until the trials' partition
+    gradients pass CPU_VMAP_MAX_BYTES; an explicit mode is kept."""
     from jax_ec.tasks import make_task
-    from jax_ec.train import CPU_VMAP_MIN_TRIALS, make_train, resolved_modes
+    from jax_ec.train import CPU_VMAP_MAX_BYTES, CPU_VMAP_MIN_TRIALS, make_train, resolved_modes
     if jax.default_backend() != "cpu":
         pytest.skip("the rule under test is the CPU's")
     few = synthetic(trials=CPU_VMAP_MIN_TRIALS - 1)
@@ -211,3 +212,5 @@ def test_auto_trial_batching_follows_the_trials_per_device():
     assert resolved_modes(many, trainer)[0] == "vmap"
     assert resolved_modes(synthetic(trials=CPU_VMAP_MIN_TRIALS, trial_batching="map"), trainer)[0] == "map"
     assert resolved_modes(synthetic(trials=1, trial_batching="vmap"), trainer)[0] == "vmap"
+    too_many = CPU_VMAP_MAX_BYTES // (4 * trainer.plan.k * trainer.num_params) + 1
+    assert resolved_modes(synthetic(trials=too_many), trainer)[0] == "map"   # past the working-set limit
