@@ -59,19 +59,12 @@ def _batch_trials():
 def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     """The device's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``) on one square
     ``size``-matrix product: the arithmetic ceiling that batching trials can approach at best."""
-    import time
-
     import jax
     import jax.numpy as jnp
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
     f = jax.jit(jnp.dot)
-    jax.block_until_ready(f(a, a))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(a, a))
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best / 1e9
+    timing = T.time_many({"gemm": lambda: f(a, a)}, repeats, log=None)["gemm"]
+    return 2 * size ** 3 / timing.min_s / 1e9
 
 
 def per_trial_floor(trainer, data, t: int, peak_gflops: float, seed: int, log=print) -> dict:
