@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from .config import ConfigError, ExperimentConfig
-from .train import resolved_modes
+from .train import resolved_modes, trials_per_device
 
 __all__ = ["available_bytes", "lower_bound_bytes", "check_memory"]
 
@@ -59,7 +59,7 @@ def _tree_bytes(tree: Any) -> int:
 
 def lower_bound_bytes(cfg: ExperimentConfig, trainer, data: tuple) -> dict[str, int]:
     """Lower bound of one device's memory for one scheme, by part (bytes)."""
-    trials_here = -(-cfg.trials // cfg.mesh.trials)
+    trials_here = trials_per_device(cfg)
     one_state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
     state = _tree_bytes(one_state)
     if getattr(trainer, "partition_axis", None) is not None:   # the worker momentum is split too

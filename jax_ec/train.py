@@ -647,10 +647,15 @@ class SparseLogRegTrainer(Trainer):
         return {"w": state.theta - state.vote * self.plan.lr_sum(state.anchor, state.step)}
 
 
+def trials_per_device(cfg: ExperimentConfig) -> int:
+    """The most trials one device runs: ``⌈trials / mesh.trials⌉``."""
+    return -(-cfg.trials // cfg.mesh.trials)
+
+
 def resolved_modes(cfg: ExperimentConfig, trainer: Trainer) -> tuple[str, str]:
     """The run's ``(trial_batching, step_loop)``: the config's, or the trainer's choice for ``auto``."""
-    trials_here = -(-cfg.trials // cfg.mesh.trials)
-    batching = trainer.preferred_batching(trials_here) if cfg.trial_batching == "auto" else cfg.trial_batching
+    batching = (trainer.preferred_batching(trials_per_device(cfg)) if cfg.trial_batching == "auto"
+                else cfg.trial_batching)
     loop = trainer.step_loop if cfg.step_loop == "auto" else cfg.step_loop
     return batching, loop
 
