@@ -270,9 +270,13 @@ class Trainer:
         parameter array). For models without convolutions always (digits MLP on the CPU: step
         −15% fused, −7% more leafwise); for convolutional models in runs of at least
         :data:`FUSED_CONV_MIN_STEPS` steps, which repay its compile time (ResNet-18 width 64 on the
-        CPU: step 9.56 → 8.09 s, compile 17 → 41 s; a 2-step ResNet-50 smoke run took 3× longer).
+        CPU: step 9.56 → 8.09 s, compile 17 → 41 s; a 2-step ResNet-50 smoke run took 3× longer);
+        only where the fused form applies (:func:`jax_ec.election.fused_applies`: an attack acting
+        coordinate by coordinate, not too many workers).
         """
-        return not self.task.convolutional or self.plan.total_steps >= FUSED_CONV_MIN_STEPS
+        p = self.plan
+        return ((not self.task.convolutional or p.total_steps >= FUSED_CONV_MIN_STEPS)
+                and fused_applies(p.n, p.k, p.attack))
 
     @property
     def leafwise_vote(self) -> bool:
@@ -283,7 +287,7 @@ class Trainer:
         ResNet-18 step 9% (than the flat fused form)."""
         p = self.plan
         return (self.fused_vote and p.aggregator == "vote" and p.worker_momentum == 0 and p.noise_std == 0
-                and self.partition_axis is None and fused_applies(p.n, p.k, p.attack))
+                and self.partition_axis is None)
 
     @property
     def step_loop(self) -> str:
@@ -443,7 +447,7 @@ class Trainer:
         if p.aggregator == "vote":
             if self.partition_axis is None:
                 # The fused form reads only the signs of its input: it gets g itself (no sign pass).
-                fused = self.fused_vote and fused_applies(p.n, p.k, p.attack)
+                fused = self.fused_vote
                 return (election(state.G, g if fused else jnp.sign(g), byzantine, p.attack, attack_key,
                                  p.direction, fused=fused), mom, model_state)
             return (election(jnp.take(state.G, local, axis=1), jnp.sign(g), byzantine, p.attack, attack_key,
