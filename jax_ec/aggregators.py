@@ -9,7 +9,10 @@ send real gradients (32 bits per coordinate):
 * ``mean`` — plain distributed SGD: the master averages ``M_i``;
 * ``repetition`` — DRACO-style repetition: workers form groups that all hold the same partitions
   (identical rows of G); the master takes the coordinate-wise median inside each group (exact
-  majority decoding when fewer than half of a group lie) and averages the groups' decoded values.
+  majority decoding when fewer than half of a group lie) and averages the groups' decoded values
+  weighted by the number of partitions each group holds, ``Σ_g |P_g| · med_g / Σ_g |P_g|`` (the
+  mean gradient over partitions when every group decodes correctly and groups hold disjoint
+  partitions).
 
 Byzantine workers replace ``M_i`` (:func:`real_attack_messages`): ``reverse`` sends ``−M_i``,
 ``directional`` a constant vector ``direction · 1``, ``random`` i.i.d. N(0, 1) entries,
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 
 __all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "worker_means",
            "real_attack_messages", "sanitize", "coordinate_median", "mean_aggregate",
-           "repetition_groups", "repetition_aggregate", "aggregate"]
+           "repetition_groups", "repetition_weights", "repetition_aggregate", "aggregate"]
 
 REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition")
 # "vote": majority of partition signs (election coding); "signed_sum": a worker sends the sign of
@@ -91,14 +94,28 @@ def repetition_groups(G) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(g) for g in groups.values())
 
 
-def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...]) -> jax.Array:
-    """Median inside each group of identical workers, then the mean over groups."""
+def repetition_weights(G) -> tuple[int, ...]:
+    """Host-side: the number of partitions each group of :func:`repetition_groups` holds."""
+    import numpy as np
+    G = np.asarray(G)
+    return tuple(int(G[g[0]].sum()) for g in repetition_groups(G))
+
+
+def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...],
+                         weights: tuple[int, ...] | None = None) -> jax.Array:
+    """Median inside each group of identical workers, then the mean over groups weighted by
+    ``weights`` (their numbers of partitions; equal weights when ``None``). Groups holding no
+    partition have weight 0; with no partition at all the result is 0."""
     M = sanitize(M)
-    decoded = [jnp.median(M[jnp.asarray(g)], axis=0) for g in groups]
-    return _bounded(jnp.stack(decoded)).mean(axis=0)
+    weights = tuple(1 for _ in groups) if weights is None else tuple(weights)
+    total = max(sum(weights), 1)
+    bound = jnp.finfo(M.dtype).max / (2 * total)    # no weighted sum of the decoded rows can overflow
+    decoded = jnp.clip(jnp.stack([jnp.median(M[jnp.asarray(g)], axis=0) for g in groups]), -bound, bound)
+    return (jnp.asarray(weights, M.dtype) @ decoded) / total
 
 
-def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | None = None) -> jax.Array:
+def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | None = None,
+              weights: tuple[int, ...] | None = None) -> jax.Array:
     """The master's combination of real-valued worker messages ``M`` (n, d)."""
     if name == "median":
         return coordinate_median(M)
@@ -107,5 +124,5 @@ def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | Non
     if name == "repetition":
         if groups is None:
             raise ValueError("groups: the repetition aggregator needs the worker groups")
-        return repetition_aggregate(M, groups)
+        return repetition_aggregate(M, groups, weights)
     raise ValueError(f"aggregator: unknown real-valued aggregator {name!r}; allowed: {', '.join(REAL_AGGREGATORS)}")

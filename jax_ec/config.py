@@ -22,8 +22,9 @@ from typing import Any, Union
 
 import yaml
 
-from .aggregators import AGGREGATORS
-from .attacks import ATTACKS, PLACEMENTS
+from .aggregators import AGGREGATORS, REAL_AGGREGATORS
+from .attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
+from .election import MAX_PARTITIONS, NOISE_MODELS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig",
            "ExperimentConfig", "MeshConfig", "load_config", "config_from_dict", "config_to_dict",
@@ -140,9 +141,13 @@ class SchemeConfig:
     ``aggregator``: ``vote`` (election coding: majority of partition signs), ``signed_sum`` (a worker
     sends the sign of its partitions' summed gradients), or a real-valued baseline sending 32-bit
     gradients: ``median`` (full-gradient coordinate-wise median, FGM), ``mean`` (plain SGD),
-    ``repetition`` (median inside groups of identical workers, then the mean).
-    ``rho``: reduced minibatch — each partition holds a fraction ρ of the samples it would hold
-    uncoded, so the per-worker computation is r_eff = ρ·r. ``noise_std`` and ``lr`` override the
+    ``repetition`` (median inside groups of identical workers, then the mean of the groups weighted
+    by their numbers of partitions).
+    ``rho``: reduced minibatch, as the authors ran it: the scheme's minibatch is ρ·B samples
+    (``batch_size`` B), so each partition holds ρ of the samples it would hold at B and the
+    per-worker computation per step is r_eff = ρ·r; an epoch then takes round(N / (ρ·B)) steps
+    (``split``; ``shards``: ⌊shard / (ρ·B/k)⌋), and the learning-rate milestones, given in epochs,
+    fall at correspondingly more steps. ``noise_std``, ``noise_model`` and ``lr`` override the
     experiment's noise before the sign and step size for this scheme (real-valued baselines move by
     gradient magnitudes, sign schemes by ±1, so they usually want different step sizes).
     """
@@ -157,6 +162,7 @@ class SchemeConfig:
     aggregator: str = "vote"
     rho: float = 1.0
     noise_std: float | None = None
+    noise_model: str | None = None
     lr: float | None = None
 
 
@@ -221,11 +227,13 @@ class ExperimentConfig:
     direction: int = 1
     placement: str = "uniform"
     noise_std: float = 0.0
+    noise_model: str = "per_copy"
     partitioning: str = "shards"
     batch_size: int = 225
     epochs: int = 8
     steps: int | None = None
     eval_every: int = 39
+    eval_every_epochs: float | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     schemes: tuple[SchemeConfig, ...] = field(default_factory=_default_schemes)
@@ -261,6 +269,12 @@ class ExperimentConfig:
             _fail("placement", self.placement, f"allowed: {', '.join(PLACEMENTS)}")
         if not self.noise_std >= 0:
             _fail("noise_std", self.noise_std, "expected a value >= 0")
+        if self.noise_model not in NOISE_MODELS:
+            _fail("noise_model", self.noise_model, f"allowed: {', '.join(NOISE_MODELS)} (per_copy: each worker draws "
+                  "its own noise for each partition it holds; per_partition: one draw per partition, shared)")
+        if self.eval_every_epochs is not None and not self.eval_every_epochs > 0:
+            _fail("eval_every_epochs", self.eval_every_epochs, "expected a number of epochs > 0 (or null to "
+                  "evaluate every `eval_every` steps)")
         if self.trial_batching not in TRIAL_BATCHING:
             _fail("trial_batching", self.trial_batching, f"allowed: {', '.join(TRIAL_BATCHING)}")
         if self.step_loop not in STEP_LOOPS:
@@ -318,9 +332,17 @@ class ExperimentConfig:
             _fail(f"{path}.matrix", s.matrix, f"matrix applies to code: matrix only (code is {s.code!r})")
         if s.aggregator not in AGGREGATORS:
             _fail(f"{path}.aggregator", s.aggregator, f"allowed: {', '.join(AGGREGATORS)}")
-        if s.aggregator == "repetition" and s.code not in ("draco", "matrix", "paper_n5", "uncoded"):
+        if s.aggregator == "repetition" and s.code not in ("draco", "matrix", "paper_n5"):
             _fail(f"{path}.aggregator", s.aggregator,
-                  f"the repetition aggregator needs a fixed code (draco, matrix, paper_n5), not {s.code!r}")
+                  f"the repetition aggregator needs a code whose workers share partitions in groups (draco, "
+                  f"matrix, paper_n5), not {s.code!r}" + (" (with G = I every group is one worker: it would be "
+                                                          "plain mean SGD; use aggregator: mean)"
+                                                          if s.code == "uncoded" else ""))
+        attack = self.scheme_attack(s)
+        if s.aggregator in REAL_AGGREGATORS and attack in SIGN_ONLY_ATTACKS:
+            _fail(f"{path}.attack", attack, f"the {attack} attack sends votes; it has no real-valued form for the "
+                  f"{s.aggregator} aggregator (allowed there: "
+                  f"{', '.join(a for a in ATTACKS if a not in SIGN_ONLY_ATTACKS)})")
         if s.code == "draco" and 2 * self.scheme_b(s) + 1 > self.n:
             _fail(f"{path}.code", s.code, f"the DRACO layout needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
         if not 0 < s.rho <= 1:
@@ -329,14 +351,21 @@ class ExperimentConfig:
             _fail(f"{path}.lr", s.lr, "expected a step size > 0 (or null to use optim.lr)")
         if s.noise_std is not None and s.noise_std < 0:
             _fail(f"{path}.noise_std", s.noise_std, "expected a value >= 0 (or null to use the experiment's)")
+        if s.noise_model is not None and s.noise_model not in NOISE_MODELS:
+            _fail(f"{path}.noise_model", s.noise_model, f"allowed: {', '.join(NOISE_MODELS)} (or null to use the "
+                  "experiment's)")
         k = self.scheme_k(s)
-        if self.batch_size % k:
-            _fail("batch_size", self.batch_size,
-                  f"the global minibatch must split into k = {k} equal partitions (scheme {s.name!r})")
-        per = self.batch_size // k * s.rho
-        if abs(per - round(per)) > 1e-9 or round(per) < 1:
-            _fail(f"{path}.rho", s.rho, f"rho × batch_size / k = {s.rho} × {self.batch_size} / {k} must be "
-                  "a whole number of samples >= 1")
+        if k > MAX_PARTITIONS:
+            _fail(f"{path}.k", k, f"at most {MAX_PARTITIONS} partitions are supported")
+        if s.rho == 1.0:
+            if self.batch_size % k:
+                _fail("batch_size", self.batch_size,
+                      f"the minibatch must split into k = {k} equal partitions (scheme {s.name!r})")
+        else:
+            batch = s.rho * self.batch_size
+            if abs(batch - round(batch)) > 1e-9 or round(batch) < k or round(batch) % k:
+                _fail(f"{path}.rho", s.rho, f"the scheme's minibatch rho × batch_size = {s.rho} × {self.batch_size} "
+                      f"= {batch:g} must be a whole number of samples that splits into k = {k} equal partitions")
         if k % self.mesh.partitions:
             _fail("mesh.partitions", self.mesh.partitions,
                   f"must divide the k = {k} partitions of scheme {s.name!r} (allowed: "
@@ -363,6 +392,14 @@ class ExperimentConfig:
         if s.code == "paper_n5":
             return 5
         return self.n if s.k is None else s.k
+
+    def scheme_batch(self, s: SchemeConfig) -> int:
+        """The scheme's minibatch ρ·B (its k partitions hold ρ·B/k samples each)."""
+        return int(round(s.rho * self.batch_size))
+
+    def scheme_noise_model(self, s: SchemeConfig) -> str:
+        """How a scheme draws its noise before the sign (``per_copy`` or ``per_partition``)."""
+        return self.noise_model if s.noise_model is None else s.noise_model
 
     def output_dir(self) -> Path:
         return Path(self.out_dir.format(name=self.name))
@@ -549,10 +586,13 @@ def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """
     task, batch_size = cfg.task, cfg.batch_size
     if task.name not in ("amazon", "synthetic"):
-        # The smallest minibatch that every scheme splits into whole (ρ-reduced) partitions.
+        # The smallest minibatch B whose ρ·B splits into k whole partitions in every scheme.
         ks = math.lcm(*(cfg.scheme_k(s) for s in cfg.schemes))
-        per = next(m for m in range(1, 101) if all(abs(m * s.rho - round(m * s.rho)) < 1e-9
-                                                    and round(m * s.rho) >= 1 for s in cfg.schemes))
-        batch_size = ks * per
+
+        def fits(batch: int) -> bool:
+            return all(abs(s.rho * batch - round(s.rho * batch)) < 1e-9 and round(s.rho * batch) >= cfg.scheme_k(s)
+                       and round(s.rho * batch) % cfg.scheme_k(s) == 0 for s in cfg.schemes)
+        batch_size = next(ks * m for m in range(1, 1001) if fits(ks * m))
         task = replace(task, width=4, train_samples=2 * batch_size, test_samples=32)
-    return replace(cfg, trials=2, steps=2, eval_every=1, batch_size=batch_size, task=task).validate()
+    return replace(cfg, trials=2, steps=2, eval_every=1, eval_every_epochs=None, batch_size=batch_size,
+                   task=task).validate()

@@ -3,20 +3,28 @@
 For a flat parameter vector of length ``d``, ``k`` data partitions and ``n`` workers with
 allocation matrix ``G`` (n × k, 0/1), one step of election-coded SignSGD computes
 
-1. ``S = sign(g_j + σ ξ_j)``, ``j = 1..k``, ``ξ_j ~ N(0, I)``: the partition signs (k × d);
-2. ``C = sign(G @ S)``: the local majority vote of every worker ("polling station"); a tie, and a
-   worker holding no partition, give 0;
-3. ``C'_i = m_i`` for Byzantine workers ``i`` (see :mod:`jax_ec.attacks`), ``C'_i = C_i`` otherwise;
+1. ``s_ij = sign(g_j + σ ξ_ij)`` for every worker i and partition j it holds, ``ξ_ij ~ N(0, I)``
+   independent over (i, j) (the official ``main.py``: each worker adds its own noise to each
+   partition gradient it computes); without noise ``s_ij = s_j = sign(g_j)``, the partition signs
+   ``S`` (k × d);
+2. ``c_i = sign(Σ_j G[i, j] s_ij)``: the local majority vote of every worker ("polling station");
+   a tie, and a worker holding no partition, give 0 (without noise: ``C = sign(G @ S)``);
+3. ``C'_i = m_i`` for Byzantine workers ``i`` (see :mod:`jax_ec.attacks`), ``C'_i = c_i`` otherwise;
 4. ``v = sign(1ᵀ sign(C'))``: the master's majority vote; a tie gives 0 (the coordinate does not
    move). The master reads every message as its sign, and a NaN message as 0, so garbage from a
    Byzantine worker counts at most as one ±1 vote.
 
-Everything is pure ``jax.numpy`` and safe under ``jit`` and ``vmap``. Two forms compute the same
-votes. The matmul form (the default of :func:`election`): both sums are matrix products (XLA:CPU
-reduces a matmul with a ones vector far faster than ``sum(axis=0)``); all operands are small
-integers stored in float32, so the results are exact. The fused form (``fused=True``,
-:func:`fused_election`): the k signs of a coordinate packed into bit sets and every worker's count
-taken with population counts, in one elementwise pass over S.
+A NaN partition sign ``s_j`` at a coordinate voids (0) the local vote of every worker holding
+partition j there, and of no other worker; the omniscient adversary counts it as 0.
+
+Everything is pure ``jax.numpy`` and safe under ``jit`` and ``vmap``. Without noise two forms
+compute the same votes. The matmul form (the default of :func:`election`): both sums are matrix
+products (XLA:CPU reduces a matmul with a ones vector far faster than ``sum(axis=0)``); all
+operands are small integers stored in float32, so the results are exact. The fused form
+(``fused=True``, :func:`fused_election`): the k signs of a coordinate packed into bit sets and
+every worker's count taken with population counts, in one elementwise pass over S. With noise,
+:func:`per_copy_election` loops over the workers and over the partitions each one holds, so that
+nothing of size n × k × d exists.
 """
 
 from __future__ import annotations
@@ -29,9 +37,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .attacks import RANDOM_ATTACKS, attack_messages, check_attack
+from .attacks import RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
 
-__all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election", "fused_applies", "elect"]
+__all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
+           "fused_applies", "per_copy_election", "per_copy_noise_sums", "signed_sum_election", "elect", "NOISE_MODELS", "MAX_PARTITIONS"]
+
+# How noise before the sign is drawn: ``per_copy`` — each worker draws its own noise for each
+# partition it holds (the official CIFAR code); ``per_partition`` — one draw per partition, shared
+# by every worker holding it.
+NOISE_MODELS: tuple[str, ...] = ("per_copy", "per_partition")
+# The matmul form counts a NaN partition sign as NAN_WEIGHT (exact in float32 while
+# k · NAN_WEIGHT < 2^24); a count above k then flags a worker holding a NaN partition. So k must
+# stay below NAN_WEIGHT / 2.
+NAN_WEIGHT = 4096.0
+MAX_PARTITIONS = int(NAN_WEIGHT // 2) - 1
 
 
 def partition_signs(partition_grads: jax.Array, key: jax.Array | None = None,
@@ -43,9 +62,26 @@ def partition_signs(partition_grads: jax.Array, key: jax.Array | None = None,
     return jnp.sign(g)
 
 
+def _counts(G: jax.Array, S: jax.Array) -> jax.Array:
+    """``G @ S'`` with a NaN sign counted as :data:`NAN_WEIGHT`: a count above ``k`` marks a worker
+    holding a NaN partition at that coordinate (its honest count is ``|Σ_j G[i, j] s_j| ≤ k``)."""
+    return G.astype(S.dtype) @ jnp.where(jnp.isnan(S), jnp.asarray(NAN_WEIGHT, S.dtype), S)
+
+
+def _votes_of_counts(counts: jax.Array) -> jax.Array:
+    """Local votes from :func:`_counts`: ``sign(count)``, 0 (void) where a held partition was NaN.
+
+    An honest count is at most k ≤ :data:`MAX_PARTITIONS` in magnitude; one NaN among a worker's
+    partitions lifts it to at least ``NAN_WEIGHT − (k − 1) > MAX_PARTITIONS``."""
+    return jnp.where(counts > MAX_PARTITIONS, 0.0, jnp.sign(counts)).astype(counts.dtype)
+
+
 def local_votes(G: jax.Array, S: jax.Array) -> jax.Array:
-    """``C = sign(G @ S)``: each worker's majority over the signs of the partitions it holds."""
-    return jnp.sign(G.astype(S.dtype) @ S)
+    """``C = sign(G @ S)``: each worker's majority over the signs of the partitions it holds; a
+    worker holding a NaN partition sign votes 0 at that coordinate."""
+    if G.shape[1] > MAX_PARTITIONS:
+        raise ValueError(f"G: has {G.shape[1]} partitions; at most {MAX_PARTITIONS} are supported")
+    return _votes_of_counts(_counts(G, S))
 
 
 def corrupt(C: jax.Array, byzantine: jax.Array, messages: jax.Array) -> jax.Array:
@@ -72,6 +108,14 @@ def fused_applies(n: int, k: int, attack: str) -> bool:
     return attack in _FUSED_ATTACKS and n * -(-k // 32) <= FUSED_MAX_TERMS
 
 
+def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: jax.Array | None,
+            direction: int | jax.Array, reduce: Callable | None, loads: jax.Array) -> jax.Array:
+    """Steps 3–4: Byzantine replacement of the honest votes ``C`` (n, d), then the master's vote."""
+    if attack != "none":
+        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce, loads))
+    return global_vote(C)
+
+
 def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
              key: jax.Array | None = None, direction: int | jax.Array = 1,
              reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None) -> jax.Array:
@@ -85,21 +129,109 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
     ``fused=True`` (unsharded, an attack acting coordinate by coordinate, n·⌈k/32⌉ ≤
     :data:`FUSED_MAX_TERMS`: :func:`fused_applies`) computes the same votes with bit-packed signs
     in one elementwise pass (:func:`fused_election`): S is read once and nothing of size n × d is
-    materialized (CPU, n = k = 15, sign included: d = 9,610: 104 µs vs 234 µs; d = 11M: 282 ms vs
-    567 ms). The default (``None``) is the matmul form; the trainer picks the fused form for models
-    without convolutions (:attr:`jax_ec.train.Trainer.fused_vote`). Both forms sum small integers:
+    materialized. The default (``None``) is the matmul form. Both forms sum small integers:
     identical votes (tested).
     """
     n, k = G.shape
     if fused is True and reduce is None and S.ndim == 2 and fused_applies(n, k, attack):
         return fused_election(G, S, byzantine, attack, direction)
-    counts = G.astype(S.dtype) @ S
+    if k > MAX_PARTITIONS:
+        raise ValueError(f"G: has {k} partitions; at most {MAX_PARTITIONS} are supported")
+    counts = _counts(G, S)
+    loads = G.sum(axis=1)
     if reduce is not None:
-        counts = reduce(counts)
-    C = jnp.sign(counts)
+        counts, loads = reduce(counts), reduce(loads)
+    return _finish(_votes_of_counts(counts), S, byzantine, attack, key, direction, reduce, loads)
+
+
+def signed_sum_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, attack: str,
+                        key: jax.Array | None = None, direction: int | jax.Array = 1,
+                        count_noise: jax.Array | None = None) -> jax.Array:
+    """The signed-sum baseline: worker i sends ``c_i = sign(Σ_j G[i, j] g_j)`` (the sign of its
+    partitions' summed real gradients, not the majority of their signs); then steps 3–4.
+
+    A non-finite (NaN or ±Inf) partition gradient voids the local vote of every worker holding it,
+    and of no other. ``count_noise`` (n, d), if given, is added to the honest sums before the sign
+    (computation noise, see :func:`per_copy_noise_sums`); Byzantine messages are computed from
+    the noiseless values. The omniscient adversary votes against ``sign(Σ_j g_j)``.
+    """
+    finite = jnp.isfinite(grads)
+    clean = jnp.where(finite, grads, 0.0)
+    Gf = G.astype(grads.dtype)
+    sums = Gf @ clean
+    bad = (Gf @ (~finite).astype(grads.dtype)) > 0
+    honest = sums if count_noise is None else sums + count_noise
+    C_clean = jnp.where(bad, 0.0, jnp.sign(sums))
+    C = jnp.where(bad, 0.0, jnp.sign(honest))
     if attack != "none":
-        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce))
+        C = corrupt(C, byzantine, attack_messages(attack, C_clean, clean, key, direction, None, G.sum(axis=1)))
     return global_vote(C)
+
+
+def per_copy_noise_sums(G: jax.Array, key: jax.Array, noise_std: float | jax.Array, d: int,
+                        dtype=jnp.float32) -> jax.Array:
+    """Noise of worker i's summed partition gradients when each copy gets its own draw:
+    ``Σ_j G[i, j] σ ξ_ij``, drawn as ``σ √L_i ξ_i`` (``L_i`` the load; the same distribution:
+    a sum of ``L_i`` independent N(0, σ²) is N(0, L_i σ²)); ``ξ_i = normal(fold_in(key, i), (d,))``."""
+    n = G.shape[0]
+    xi = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (d,), dtype))(jnp.arange(n))
+    return (noise_std * jnp.sqrt(G.sum(axis=1).astype(dtype)))[:, None] * xi
+
+
+def per_copy_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, attack: str,
+                      noise_key: jax.Array, noise_std: float | jax.Array, key: jax.Array | None = None,
+                      direction: int | jax.Array = 1) -> jax.Array:
+    """The election with noise drawn per worker copy: ``s_ij = sign(g_j + σ ξ_ij)``.
+
+    Worker i votes ``c_i = sign(Σ_{j : G[i, j] = 1} sign(g_j + σ ξ_ij))`` with
+    ``ξ_ij = normal(fold_in(fold_in(noise_key, i), j), (d,))``, independent over (i, j): two workers
+    holding the same partition see independent noise, as each worker of the official CIFAR code
+    adds its own draw (``grad_extract += variance * randn``) to every partition gradient it
+    computes. Each partition gradient ``g_j`` is still computed once (it is an input here); only
+    the noise and the sign are per copy. The loop runs over the n workers and, inside, over the
+    ``L_i`` partitions worker i holds, so ``Σ_i L_i = r·n`` noise vectors of length d are drawn
+    and nothing larger than (k, d) is held.
+
+    Byzantine workers compute no noise (the official code adds it in the honest branch only):
+    ``reverse`` sends ``−sign(Σ_j G[i, j] sign(g_j))``, ``omniscient`` ``−sign(Σ_j sign(g_j))``;
+    ``directional`` sends ``direction``; ``random`` ``rademacher(fold_in(key, i), (d,))``;
+    ``random_per_partition`` the sign of ``L_i`` uniform ±1 values (:func:`binomial_half_sign`
+    with ``fold_in(key, i)``). A NaN in ``g_j`` voids the votes of the workers holding j.
+    """
+    n, k = G.shape
+    d = grads.shape[1]
+    dtype = grads.dtype
+    held_mask = G != 0
+    loads = held_mask.sum(axis=1).astype(jnp.int32)
+    held = jnp.argsort(~held_mask, axis=1, stable=True).astype(jnp.int32)  # held partitions first
+    signs = jnp.sign(grads)
+    if attack == "omniscient":
+        lie = -jnp.sign(jnp.sum(jnp.where(jnp.isnan(signs), 0.0, signs), axis=0))
+
+    def worker(i, total):
+        worker_key = jax.random.fold_in(noise_key, i)
+
+        def copy(t, acc):
+            j = held[i, t]
+            xi = jax.random.normal(jax.random.fold_in(worker_key, j), (d,), dtype)
+            return acc + jnp.sign(grads[j] + noise_std * xi)
+
+        c = jnp.sign(jax.lax.fori_loop(0, loads[i], copy, jnp.zeros((d,), dtype)))  # NaN stays NaN
+        if attack == "reverse":
+            m = -jnp.sign(jnp.sum(jnp.where(held_mask[i][:, None], signs, 0.0), axis=0))
+        elif attack == "directional":
+            m = jnp.broadcast_to(jnp.asarray(direction, dtype), (d,))
+        elif attack == "random":
+            m = jax.random.rademacher(jax.random.fold_in(key, i), (d,), dtype=dtype)
+        elif attack == "random_per_partition":
+            m = binomial_half_sign(jax.random.fold_in(key, i), loads[i], (d,), k).astype(dtype)
+        elif attack == "omniscient":
+            m = lie
+        if attack != "none":
+            c = jnp.where(byzantine[i], m, c)
+        return total + jnp.sign(jnp.where(jnp.isnan(c), 0.0, c))
+
+    return jnp.sign(jax.lax.fori_loop(0, n, worker, jnp.zeros((d,), dtype)))
 
 
 def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
@@ -113,18 +245,16 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
 
         Σ_j G[i, j] S_j = |P ∩ A_i| − |N ∩ A_i|      (population counts),
 
-    so worker i's local vote is ``c_i = sign(|P ∩ A_i| − |N ∩ A_i|)``. A NaN partition sign at a
-    coordinate makes every count there NaN in the matmul form (``0 · NaN = NaN``), so every local
-    vote there is void (the master reads NaN as 0) when ``Z ≠ ∅``; the same here. Byzantine
-    workers send the attack's message instead (``reverse``: ``−c_i``; ``directional``:
-    ``direction``; ``omniscient``: ``−sign(|P| − |N|)``, void if ``Z ≠ ∅``), and
-    ``v = sign(Σ_i m_i)``. Every sum is of small integers: the votes equal the matmul form's
-    exactly (tested), with no (n, d) intermediate and S read once.
+    so worker i's local vote is ``c_i = sign(|P ∩ A_i| − |N ∩ A_i|)``, void (0) where
+    ``Z ∩ A_i ≠ ∅`` (it holds a NaN partition there). Byzantine workers send the attack's message
+    instead (``reverse``: ``−c_i``; ``directional``: ``direction``; ``omniscient``:
+    ``−sign(|P| − |N|)``), and ``v = sign(Σ_i m_i)``. Every sum is of small integers: the votes
+    equal the matmul form's exactly (tested), with no (n, d) intermediate and S read once.
 
     Only the signs of ``S`` are read (``S > 0``, ``S < 0``, NaN), so ``S`` may be the raw partition
     gradients: the votes are those of their signs, ±0, ±Inf and NaN included (tested). The trainer
-    passes the gradients, which spares a sign pass that XLA would otherwise materialize (it reads
-    each value three times): digits MLP on the CPU, 64 vmapped trials: 289 → 249 µs per trial-step.
+    passes the gradients, which spares a sign pass that XLA would otherwise materialize (it would
+    read each value three times).
     """
     if attack not in _FUSED_ATTACKS:
         raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(_FUSED_ATTACKS)}")
@@ -150,16 +280,13 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     def popcount(x):
         return jax.lax.population_count(x).astype(jnp.int32)
 
-    def vote_of(count, void):
-        return jnp.where(void, 0.0, jnp.sign(count).astype(S.dtype))
-
-    void = functools.reduce(jnp.bitwise_or, nan) != 0
     if attack == "omniscient":
-        lie = -vote_of(sum(popcount(pos[w]) - popcount(neg[w]) for w in range(words)), void)
+        lie = -jnp.sign(sum(popcount(pos[w]) - popcount(neg[w]) for w in range(words))).astype(S.dtype)
     total = jnp.zeros(S.shape[1:], S.dtype)
     for i in range(n):
         count = sum(popcount(pos[w] & masks[w][i]) - popcount(neg[w] & masks[w][i]) for w in range(words))
-        c = vote_of(count, void)
+        void = functools.reduce(jnp.bitwise_or, [nan[w] & masks[w][i] for w in range(words)]) != 0
+        c = jnp.where(void, 0.0, jnp.sign(count).astype(S.dtype))
         if attack == "reverse":
             c = jnp.where(byzantine[i], -c, c)
         elif attack == "directional":
@@ -170,27 +297,35 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     return jnp.sign(total)
 
 
-@partial(jax.jit, static_argnames=("attack", "use_noise"))
-def _elect(G, grads, byzantine, attack, key, noise_std, direction, use_noise):
+@partial(jax.jit, static_argnames=("attack", "noise_model"))
+def _elect(G, grads, byzantine, attack, key, noise_std, direction, noise_model):
     noise_key, attack_key = jax.random.split(key)
-    S = partition_signs(grads, noise_key if use_noise else None, noise_std)
+    if noise_model == "per_copy":
+        return per_copy_election(G, grads, byzantine, attack, noise_key, noise_std, attack_key, direction)
+    S = partition_signs(grads, noise_key if noise_model == "per_partition" else None, noise_std)
     return election(G, S, byzantine, attack, attack_key, direction)
 
 
 def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array | None = None,
-          noise_std: float = 0.0, direction: int = 1) -> jax.Array:
+          noise_std: float = 0.0, direction: int = 1, noise_model: str = "per_copy") -> jax.Array:
     """One election on partition gradients; returns the global vote in {−1, 0, +1}^d.
 
     Args:
       G: allocation matrix (n, k), 0/1.
       partition_grads: (k, d) gradients of the k partitions.
       byzantine: (n,) booleans, True for Byzantine workers.
-      attack: one of ``none, reverse, directional, random, omniscient``.
-      key: PRNG key; required by the random attack and by ``noise_std > 0``.
-      noise_std: σ of the Gaussian noise added to each partition gradient before its sign.
+      attack: one of ``none, reverse, directional, random, random_per_partition, omniscient``.
+      key: PRNG key; required by the random attacks and by ``noise_std > 0``.
+      noise_std: σ of the Gaussian noise added before the sign (a standard deviation: the official
+        ``--variance 1e-4`` is σ = 1e-4, i.e. σ² = 1e-8).
       direction: +1 or −1, the constant message of the directional attack.
+      noise_model: ``per_copy`` (default: each worker draws its own noise for each partition it
+        holds, :func:`per_copy_election`) or ``per_partition`` (one draw per partition, shared by
+        every worker holding it).
     """
     check_attack(attack)
+    if noise_model not in NOISE_MODELS:
+        raise ValueError(f"noise_model: got {noise_model!r}; allowed: {', '.join(NOISE_MODELS)}")
     if not isinstance(G, jax.core.Tracer):
         from .codes import validate_allocation
         G = validate_allocation(G)
@@ -215,4 +350,5 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
         if attack in RANDOM_ATTACKS or use_noise:
             raise ValueError(f"key: attack={attack!r} with noise_std={noise_std} needs a PRNG key")
         key = jax.random.PRNGKey(0)  # unused: no random operation consumes it
-    return _elect(G, grads, byz, attack, key, jnp.float32(noise_std), jnp.float32(direction), use_noise)
+    return _elect(G, grads, byz, attack, key, jnp.float32(noise_std), jnp.float32(direction),
+                  noise_model if use_noise else "none")

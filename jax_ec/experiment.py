@@ -144,7 +144,7 @@ def _scheme_run(trainer: Trainer, steps: np.ndarray, metric: np.ndarray, walls: 
     curves = SchemeCurves(
         scheme=plan.scheme, steps=steps, sim_time=it_time[:, None] * steps[None, :],
         wall_time=np.broadcast_to(np.asarray(walls, float), metric.shape).copy(),
-        metric=metric, metric_name=trainer.task.metric_name)
+        metric=metric, metric_name=trainer.task.metric_name, epoch=steps / plan.steps_per_epoch)
     return SchemeRun(curves, type(trainer).__name__, G.sum(axis=(1, 2)) / plan.n,
                      G.sum(axis=2).max(axis=1), np.asarray(byzantine), resumed_from)
 
@@ -165,7 +165,7 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     ids = np.arange(cfg.trials) if trial_ids is None else np.asarray(trial_ids, dtype=np.int64).reshape(-1)
     num_trials = len(ids)
     keys = _keys_of(cfg.seed, ids)
-    steps = trainer.eval_steps(cfg.eval_every)
+    steps = trainer.eval_steps()
     num_chunks = len(steps) - 1
     mode, step_loop = resolved_modes(cfg, trainer)
     task_init, task_evaluate = _compiled_task_functions(trainer.task, mode)
@@ -185,7 +185,8 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
     mesh = make_mesh(cfg.mesh)
     # "python": every compiled call advances one step; run() then loops from Python.
     batched_run = batch_trials(trainer.run if step_loop == "scan" else (lambda s, d, n: trainer.step(s, d)), mode)
-    model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s))))
+    model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s),
+                                           trainer.grads_finite(s))))
     if mesh is None:
         data = tuple(jnp.asarray(a) for a in data)
         run = jax.jit(batched_run, static_argnums=2, donate_argnums=0)
@@ -219,9 +220,9 @@ def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
             return to_host(x)[:num_trials]
 
     def evaluate(state):
-        params, model_state = model_of(state)
+        params, model_state, grads_ok = model_of(state)
         metric = evaluate_model(params, model_state, data[2], data[3])
-        return host(metric), host(_all_finite((params, model_state)))
+        return host(metric), (host(_all_finite((params, model_state))), host(grads_ok))
 
     if saved is None:
         start = time.perf_counter()
@@ -280,17 +281,20 @@ def _agreed(decision: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(decision)))
 
 
-def _check_finite(scheme: str, ids: np.ndarray, metric: np.ndarray, params_finite: np.ndarray,
+def _check_finite(scheme: str, ids: np.ndarray, metric: np.ndarray, finite: tuple[np.ndarray, np.ndarray],
                   first_metric: np.ndarray, last_step: int, step: int, checkpoint: Path | None = None,
                   checkpoint_step: int | None = None) -> None:
-    """Raise :class:`DivergenceError` for trials with non-finite parameters, or a non-finite metric
-    where the initial metric was finite (a metric undefined from the start, e.g. an AUC on a
-    one-class test set, is not a divergence)."""
-    bad_params = ~params_finite
+    """Raise :class:`DivergenceError` for trials with non-finite parameters, a non-finite partition
+    gradient at any step so far (an honest gradient is never NaN/Inf on a healthy run; the vote
+    would only void the coordinates it touches), or a non-finite metric where the initial metric
+    was finite (a metric undefined from the start, e.g. an AUC on a one-class test set, is not a
+    divergence). ``finite``: (parameters finite, partition gradients finite), per trial."""
+    bad_params, bad_grads = ~finite[0], ~finite[1]
     bad_metric = ~np.isfinite(metric) & np.isfinite(first_metric)
-    bad = bad_params | bad_metric
+    bad = bad_params | bad_grads | bad_metric
     if bad.any():
-        what = " and ".join(w for w, m in (("parameters", bad_params), ("metric", bad_metric)) if m.any())
+        what = " and ".join(w for w, m in (("parameters", bad_params), ("partition gradients", bad_grads),
+                                           ("metric", bad_metric)) if m.any())
         raise DivergenceError(scheme, [int(t) for t in ids[bad]], last_step, step, what, checkpoint, checkpoint_step)
 
 
@@ -403,14 +407,21 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
         "reproducibility": rerun_info(cfg, out, command),
         "schemes": {r.curves.scheme: {
             "trainer": r.trainer, "steps": int(r.curves.steps[-1]),
+            "steps_per_epoch": t.plan.steps_per_epoch, "epochs": float(r.curves.steps[-1] / t.plan.steps_per_epoch),
+            "batch_size": t.plan.batch_size, "samples_per_partition": t.plan.per_partition,
             "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
-            "max_load": r.max_load, "byzantine_workers": [np.flatnonzero(b).tolist() for b in r.byzantine],
+            "max_load": r.max_load, "b": t.plan.b, "placement": t.plan.placement,
+            # per_step placement redraws the set every step: no fixed set to report.
+            "byzantine_workers": (None if t.plan.placement == "per_step"
+                                  else [np.flatnonzero(b).tolist() for b in r.byzantine]),
             "wall_time_s": float(r.curves.wall_time[0, -1]),
             "resumed_from_step": r.resumed_from_step,
             "trial_batching": resolved_modes(cfg, t)[0], "step_loop": resolved_modes(cfg, t)[1],
             "aggregator": t.plan.aggregator, "rho": t.plan.rho, "num_params": t.num_params,
+            "noise_std": t.plan.noise_std, "noise_model": t.plan.noise_model if t.plan.noise_std > 0 else None,
             "bits_per_coordinate": t.plan.bits_per_coordinate,
             "bits_per_worker_step": t.plan.bits_per_coordinate * t.num_params,
+            "bits_per_worker_epoch": t.plan.bits_per_coordinate * t.num_params * t.plan.steps_per_epoch,
         } for r, t in zip(runs, trainers)},
     })
     if checkpointer is not None:

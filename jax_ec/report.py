@@ -3,8 +3,9 @@
 ``jax-ec report DIR [DIR ...]`` reads each folder written by :func:`jax_ec.experiment.run_experiment`
 (``metrics.csv``, ``run.json``) and writes ``report.md`` with, per folder (one paper figure), one
 row per scheme: the final metric mean with its 95% CI, the fraction of trials reaching the target,
-iterations and simulated time to the target (mean and CI over the trials that reach it), and the
-communication cost (bits per coordinate and bits per worker per step), plus one plot per folder.
+iterations, epochs and simulated time to the target (mean and CI over the trials that reach it),
+and the communication cost (bits per coordinate, per worker per step and per worker per epoch: a
+reduced-minibatch scheme takes more steps per epoch), plus one plot per folder.
 """
 
 from __future__ import annotations
@@ -51,15 +52,16 @@ def report_markdown(folders: list[str | Path], target: float | None = None,
         parts.append(f"n = {cfg.get('n')}, b = {cfg.get('b')}, attack = {cfg.get('attack')}, "
                      f"{run.get('trials')} trials, target {metric} = {tgt}; "
                      f"device: {', '.join(d['device_kind'] for d in run['metadata'].get('jax_devices') or [])}\n")
-        parts.append(f"| scheme | final {metric} [95% CI] | reached | iterations to target | simulated time to "
-                     "target | bits/coord | bits/worker/step |")
-        parts.append("|---|---|---|---|---|---|---|")
+        parts.append(f"| scheme | final {metric} [95% CI] | reached | iterations to target | epochs to target | "
+                     "simulated time to target | bits/coord | bits/worker/step | bits/worker/epoch |")
+        parts.append("|---|---|---|---|---|---|---|---|---|")
         for row in rows:
             info = run["schemes"].get(row["scheme"], {})
             parts.append(
                 f"| {row['scheme']} | {_ci(row, 'final')} | {_fmt(row['reached'] * 100, 3)}% | "
-                f"{_ci(row, 'steps_to_target')} | {_ci(row, 'simtime_to_target')} | "
-                f"{info.get('bits_per_coordinate', '–')} | {info.get('bits_per_worker_step', '–')} |")
+                f"{_ci(row, 'steps_to_target')} | {_ci(row, 'epochs_to_target')} | {_ci(row, 'simtime_to_target')} | "
+                f"{info.get('bits_per_coordinate', '–')} | {info.get('bits_per_worker_step', '–')} | "
+                f"{info.get('bits_per_worker_epoch', '–')} |")
         if plot_dir is not None:
             png = Path(plot_dir) / f"{folder.name}.png"
             plot_curves(png, curves, title=str(run.get("name", folder.name)))

@@ -34,8 +34,11 @@ from scipy import stats
 CI_LEVEL = 0.95
 """Confidence level used by :func:`summarize` and :func:`plot_curves`."""
 
-METRICS_COLUMNS = ("scheme", "trial", "step", "sim_time", "wall_time", "metric_name", "metric")
+METRICS_COLUMNS = ("scheme", "trial", "step", "epoch", "sim_time", "wall_time", "metric_name", "metric")
 """Header of the tidy metrics CSV, one row per (scheme, trial, eval point)."""
+
+_OLD_METRICS_COLUMNS = ("scheme", "trial", "step", "sim_time", "wall_time", "metric_name", "metric")
+# Folders written before the epoch column: still readable (epochs unknown).
 
 SUMMARY_COLUMNS = (
     "scheme",
@@ -50,6 +53,9 @@ SUMMARY_COLUMNS = (
     "steps_to_target_mean",
     "steps_to_target_ci_low",
     "steps_to_target_ci_high",
+    "epochs_to_target_mean",
+    "epochs_to_target_ci_low",
+    "epochs_to_target_ci_high",
     "simtime_to_target_mean",
     "simtime_to_target_ci_low",
     "simtime_to_target_ci_high",
@@ -76,6 +82,8 @@ class SchemeCurves:
             when trials run vectorised).
         metric: ``(T, E)`` float, metric value (higher is better).
         metric_name: name of the metric, e.g. ``"test_auc"``.
+        epoch: ``(E,)`` float, the epoch of each eval step (``step / steps_per_epoch``), so that
+            schemes of different steps per epoch (a reduced minibatch) align; ``None`` when unknown.
 
     Inputs are converted with :func:`numpy.asarray`; ``T >= 1`` and ``E >= 1``
     are required and shapes are checked, raising :class:`ValueError`.
@@ -89,6 +97,7 @@ class SchemeCurves:
     wall_time: np.ndarray
     metric: np.ndarray
     metric_name: str
+    epoch: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         steps = np.asarray(self.steps)
@@ -108,6 +117,12 @@ class SchemeCurves:
                     f"(one column per eval step), got shape {value.shape}"
                 )
             object.__setattr__(self, name, value)
+        if self.epoch is not None:
+            epoch = np.asarray(self.epoch, dtype=float)
+            if epoch.shape != steps.shape:
+                raise ValueError(f"{self.scheme!r}: epoch must have shape {steps.shape} (one per eval step), "
+                                 f"got {epoch.shape}")
+            object.__setattr__(self, "epoch", epoch)
         shapes = {self.sim_time.shape, self.wall_time.shape, self.metric.shape}
         if len(shapes) != 1:
             raise ValueError(
@@ -156,24 +171,27 @@ def mean_ci(
     return mean, mean - half, mean + half
 
 
-def time_to_target(curves: SchemeCurves, target: float) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and simulated time at which each trial first reaches ``target``.
+def time_to_target(curves: SchemeCurves, target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, epochs and simulated time at which each trial first reaches ``target``.
 
     For trial ``i`` let ``k_i = min{k : metric[i, k] >= target}``; then
-    ``steps_to_target[i] = steps[k_i]`` and
+    ``steps_to_target[i] = steps[k_i]``, ``epochs_to_target[i] = epoch[k_i]`` and
     ``simtime_to_target[i] = sim_time[i, k_i]``.  Trials that never reach the
-    target (NaN metrics never do) get NaN in both.
+    target (NaN metrics never do) get NaN in all three; epochs are NaN when the
+    curves do not know them.
 
     Returns:
-        ``(steps_to_target, simtime_to_target)``, both ``(T,)`` float.
+        ``(steps_to_target, epochs_to_target, simtime_to_target)``, each ``(T,)`` float.
     """
     with np.errstate(invalid="ignore"):
         hit = curves.metric >= target
     reached = hit.any(axis=1)
     first = hit.argmax(axis=1)
     steps = np.where(reached, curves.steps[first].astype(float), np.nan)
+    epochs = (np.where(reached, curves.epoch[first], np.nan) if curves.epoch is not None
+              else np.full(curves.num_trials, np.nan))
     sim_time = np.where(reached, curves.sim_time[np.arange(curves.num_trials), first], np.nan)
-    return steps, sim_time
+    return steps, epochs, sim_time
 
 
 def _sample_std(x: np.ndarray) -> float:
@@ -188,8 +206,8 @@ def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dic
       ``ddof=1`` std over trials of the metric at the last eval point.
     * ``target``: the target (NaN when ``None``); ``reached``: fraction of
       trials whose metric ever reaches it (NaN when ``target`` is ``None``).
-    * ``steps_to_target_*`` / ``simtime_to_target_*``: mean and CI of
-      :func:`time_to_target` over the trials that reached the target only
+    * ``steps_to_target_*`` / ``epochs_to_target_*`` / ``simtime_to_target_*``:
+      mean and CI of :func:`time_to_target` over the trials that reached the target only
       (all NaN when none did or ``target`` is ``None``; CI NaN when one did).
     * ``final_sim_time_mean``: mean over trials of the simulated time at the
       last eval point.
@@ -202,12 +220,13 @@ def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dic
         final_mean, final_low, final_high = mean_ci(final, level=CI_LEVEL)
         if target is None:
             reached = math.nan
-            steps_stats = simtime_stats = (math.nan,) * 3
+            steps_stats = epochs_stats = simtime_stats = (math.nan,) * 3
         else:
-            steps, sim_time = time_to_target(curves, target)
+            steps, epochs, sim_time = time_to_target(curves, target)
             ok = ~np.isnan(steps)
             reached = float(ok.mean())
             steps_stats = mean_ci(steps[ok], level=CI_LEVEL)
+            epochs_stats = mean_ci(epochs[ok], level=CI_LEVEL)
             simtime_stats = mean_ci(sim_time[ok], level=CI_LEVEL)
         values = (
             curves.scheme,
@@ -220,6 +239,7 @@ def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dic
             math.nan if target is None else target,
             reached,
             *steps_stats,
+            *epochs_stats,
             *simtime_stats,
             curves.sim_time[:, -1].mean(),
             curves.wall_time[:, -1].mean(),
@@ -277,7 +297,8 @@ def _csv_text(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 def write_metrics_csv(path: str | os.PathLike, curves_list: list[SchemeCurves]) -> None:
     """Write a tidy CSV with header :data:`METRICS_COLUMNS`, atomically.
 
-    One row per (scheme, trial, eval point), trials numbered ``0..T-1``.
+    One row per (scheme, trial, eval point), trials numbered ``0..T-1``; the
+    ``epoch`` column is empty when the curves do not know their epochs.
     Floats are written with ``repr`` precision, so :func:`read_metrics_csv`
     round-trips exactly.  Scheme names must be unique.
     """
@@ -289,6 +310,7 @@ def write_metrics_csv(path: str | os.PathLike, curves_list: list[SchemeCurves]) 
             c.scheme,
             trial,
             int(step),
+            "" if c.epoch is None else float(c.epoch[k]),
             float(c.sim_time[trial, k]),
             float(c.wall_time[trial, k]),
             c.metric_name,
@@ -305,21 +327,27 @@ def read_metrics_csv(path: str | os.PathLike) -> list[SchemeCurves]:
     """Read a CSV written by :func:`write_metrics_csv` back into curves.
 
     Schemes keep their order of first appearance, trials are sorted by id and
-    eval points keep file order.  Raises :class:`ValueError` on a wrong
+    eval points keep file order.  Files written before the ``epoch`` column
+    are read with ``epoch=None``.  Raises :class:`ValueError` on a wrong
     header, on trials of one scheme with different eval steps, or on more than
     one metric name per scheme.
     """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
-        if header != METRICS_COLUMNS:
+        if header not in (METRICS_COLUMNS, _OLD_METRICS_COLUMNS):
             raise ValueError(f"{path}: expected header {METRICS_COLUMNS}, got {header}")
-        # scheme -> trial -> list of (step, sim_time, wall_time, metric); scheme -> metric names
-        data: dict[str, dict[int, list[tuple[int, float, float, float]]]] = {}
+        has_epoch = header == METRICS_COLUMNS
+        # scheme -> trial -> list of (step, epoch, sim_time, wall_time, metric); scheme -> metric names
+        data: dict[str, dict[int, list[tuple[int, float, float, float, float]]]] = {}
         names: dict[str, set[str]] = {}
-        for scheme, trial, step, sim_time, wall_time, metric_name, metric in reader:
+        for row in reader:
+            if not has_epoch:
+                row = [*row[:3], "", *row[3:]]
+            scheme, trial, step, epoch, sim_time, wall_time, metric_name, metric = row
             points = data.setdefault(scheme, {}).setdefault(int(trial), [])
-            points.append((int(step), float(sim_time), float(wall_time), float(metric)))
+            points.append((int(step), float(epoch) if epoch else math.nan, float(sim_time), float(wall_time),
+                           float(metric)))
             names.setdefault(scheme, set()).add(metric_name)
 
     curves_list = []
@@ -330,15 +358,17 @@ def read_metrics_csv(path: str | os.PathLike) -> list[SchemeCurves]:
         steps = per_trial[0][:, 0]
         if any(p.shape != per_trial[0].shape or (p[:, 0] != steps).any() for p in per_trial):
             raise ValueError(f"{path}: trials of scheme {scheme!r} have different eval steps")
-        table = np.stack(per_trial)  # (T, E, 4)
+        table = np.stack(per_trial)  # (T, E, 5)
+        epoch = table[0, :, 1]
         curves_list.append(
             SchemeCurves(
                 scheme=scheme,
                 steps=steps.astype(np.int64),
-                sim_time=table[:, :, 1],
-                wall_time=table[:, :, 2],
-                metric=table[:, :, 3],
+                sim_time=table[:, :, 2],
+                wall_time=table[:, :, 3],
+                metric=table[:, :, 4],
                 metric_name=names[scheme].pop(),
+                epoch=None if np.isnan(epoch).all() else epoch,
             )
         )
     return curves_list
@@ -375,7 +405,7 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
     """Fixed-width plain-text table of :func:`summarize` rows for the terminal.
 
     Columns: scheme, metric, trials, final mean [CI], percentage of trials
-    reaching the target, and steps / simulated time to target as mean [CI].
+    reaching the target, and steps / epochs / simulated time to target as mean [CI].
     NaN is shown as ``-``; the CI is omitted when undefined (one trial).
     """
     pct = int(round(100 * CI_LEVEL))
@@ -386,6 +416,7 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
         f"final mean [{pct}% CI]",
         "reached",
         f"steps to target [{pct}% CI]",
+        f"epochs to target [{pct}% CI]",
         f"sim time to target [{pct}% CI]",
     )
     body = [
@@ -396,6 +427,7 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
             _fmt_ci(r["final_mean"], r["final_ci_low"], r["final_ci_high"]),
             "-" if math.isnan(r["reached"]) else f"{100 * r['reached']:.0f}%",
             _fmt_ci(r["steps_to_target_mean"], r["steps_to_target_ci_low"], r["steps_to_target_ci_high"]),
+            _fmt_ci(r["epochs_to_target_mean"], r["epochs_to_target_ci_low"], r["epochs_to_target_ci_high"]),
             _fmt_ci(
                 r["simtime_to_target_mean"], r["simtime_to_target_ci_low"], r["simtime_to_target_ci_high"]
             ),
@@ -414,31 +446,37 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title: str = "") -> None:
-    """Save a two-panel PNG of metric vs step and metric vs simulated time, atomically.
+    """Save a PNG of metric vs step, vs epoch (when every scheme knows its epochs) and vs
+    simulated time, atomically.
 
     Each scheme is drawn as the mean over trials with a :data:`CI_LEVEL`
     Student-t band (:func:`mean_ci`; no band with one trial).  In the
     simulated-time panel the x coordinate of eval point ``k`` is the mean
-    simulated time over trials, ``mean_i sim_time[i, k]``.  Uses the Agg
-    canvas directly, without pyplot, so no global backend state is touched.
+    simulated time over trials, ``mean_i sim_time[i, k]``.  Schemes with
+    different steps per epoch (a reduced minibatch) align in the epoch and
+    time panels.  Uses the Agg canvas directly, without pyplot, so no global
+    backend state is touched.
     """
     if not curves_list:
         raise ValueError("plot_curves needs at least one SchemeCurves")
-    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    with_epochs = all(c.epoch is not None for c in curves_list)
+    panels = 3 if with_epochs else 2
+    fig = Figure(figsize=(5.5 * panels, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_step, ax_time = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(1, panels, sharey=True)
+    labels = ("step", "epoch", "simulated time") if with_epochs else ("step", "simulated time")
     for curves in curves_list:
         mean, low, high = mean_ci(curves.metric, axis=0, level=CI_LEVEL)
-        sim_time = curves.sim_time.mean(axis=0)
-        for ax, x in ((ax_step, curves.steps), (ax_time, sim_time)):
+        xs = [curves.steps, *([curves.epoch] if with_epochs else []), curves.sim_time.mean(axis=0)]
+        for ax, x in zip(axes, xs):
             (line,) = ax.plot(x, mean, label=curves.scheme)
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     metric_names = ", ".join(dict.fromkeys(c.metric_name for c in curves_list))
-    ax_step.set_xlabel("step")
-    ax_time.set_xlabel("simulated time")
-    ax_step.set_ylabel(metric_names)
-    for ax in (ax_step, ax_time):
+    for ax, label in zip(axes, labels):
+        ax.set_xlabel(label)
         ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(metric_names)
+    ax_time = axes[-1]
     ax_time.legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)

@@ -22,12 +22,15 @@ def _sign(x: float) -> float:
     return 0.0
 
 
-def reference_elect(G, grads, byzantine, attack, direction=1, random_messages=None) -> np.ndarray:
+def reference_elect(G, grads, byzantine, attack, direction=1, random_messages=None, copy_noise=None) -> np.ndarray:
     """Global vote in {-1, 0, +1}^d of one election, computed with loops.
 
     G: (n, k) 0/1; grads: (k, d) partition gradients; byzantine: (n,) booleans; attack: one of
-    ``none, reverse, directional, random, omniscient``; random_messages: (n, d) messages for the
-    random attack (row i is what worker i sends if it is Byzantine).
+    ``none, reverse, directional, random, random_per_partition, omniscient``; random_messages:
+    (n, d) messages for the random attacks (row i is what worker i sends if it is Byzantine).
+    copy_noise: (n, k, d) noise worker i adds to partition j's gradient before its sign (honest
+    workers only; Byzantine messages use the noiseless signs, as the official code does).
+    A worker holding a partition whose sign is NaN votes 0 at that coordinate.
     """
     G = np.asarray(G)
     grads = np.asarray(grads, dtype=np.float64)
@@ -47,21 +50,29 @@ def reference_elect(G, grads, byzantine, attack, direction=1, random_messages=No
     for i in range(n):
         # Honest local vote: majority of the signs of the partitions worker i holds.
         c = []
+        clean = []
         for t in range(d):
-            local = 0.0
+            local, local_clean, void = 0.0, 0.0, False
             for j in range(k):
                 if G[i, j] == 1:
-                    local += _sign(float(grads[j, t]))
-            c.append(_sign(local))  # tie -> 0; empty worker -> sum 0 -> 0
+                    value = float(grads[j, t])
+                    if math.isnan(value):
+                        void = True
+                    local_clean += _sign(value)
+                    if copy_noise is not None:
+                        value = float(np.float32(value) + np.float32(copy_noise[i][j][t]))
+                    local += _sign(value)
+            c.append(0.0 if void else _sign(local))  # tie -> 0; empty worker -> sum 0 -> 0
+            clean.append(0.0 if void else _sign(local_clean))
 
         if bool(byzantine[i]):
             if attack == "none":
                 pass
             elif attack == "reverse":
-                c = [-x for x in c]
+                c = [-x for x in clean]
             elif attack == "directional":
                 c = [float(direction) for _ in range(d)]
-            elif attack == "random":
+            elif attack in ("random", "random_per_partition"):
                 c = [float(random_messages[i][t]) for t in range(d)]
             elif attack == "omniscient":
                 c = [-x for x in truth]

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_ec.aggregators import (aggregate, real_attack_messages, repetition_groups, sanitize,
-                                worker_means)
+from jax_ec.aggregators import (aggregate, real_attack_messages, repetition_groups, repetition_weights,
+                                sanitize, worker_means)
 from jax_ec.codes import draco, redundancy
 from jax_ec.config import ConfigError, config_from_dict
 from jax_ec.tasks import make_task
@@ -46,10 +46,28 @@ def test_draco_layout_and_repetition_decoding():
     np.testing.assert_array_equal(draco(9, 1), np.kron(np.eye(3), np.ones((3, 3))))
     with pytest.raises(ValueError, match="^b"):
         draco(4, 2)
-    # One liar per group cannot move the group median; the result is the mean of the group values.
+    # One liar per group cannot move the group median; the result is the mean of the group values
+    # weighted by the groups' numbers of partitions (4 and 3): the mean over the 7 partitions.
     M = np.array([[1.0], [1.0], [-50.0], [1.0], [3.0], [3.0], [99.0]])
-    out = aggregate("repetition", jnp.asarray(M), repetition_groups(G))
-    assert float(out[0]) == pytest.approx((1.0 + 3.0) / 2)
+    assert repetition_weights(G) == (4, 3)
+    out = aggregate("repetition", jnp.asarray(M), repetition_groups(G), repetition_weights(G))
+    assert float(out[0]) == pytest.approx((4 * 1.0 + 3 * 3.0) / 7)
+
+
+def test_repetition_with_unequal_groups_against_a_loop():
+    """paper_n5's groups are {0} (1 partition), {1} (3) and {2, 3, 4} (5): a loop over groups."""
+    from jax_ec.codes import paper_code_n5
+    G = paper_code_n5()
+    rng = np.random.default_rng(3)
+    M = rng.normal(size=(5, 6)).astype(np.float32)
+    groups, weights = repetition_groups(G), repetition_weights(G)
+    assert groups == ((0,), (1,), (2, 3, 4)) and weights == (1, 3, 5)
+    want = np.zeros(6)
+    for g, w in zip(groups, weights):
+        want += w * np.median(M[list(g)], axis=0)
+    want /= sum(weights)
+    np.testing.assert_allclose(np.asarray(aggregate("repetition", jnp.asarray(M), groups, weights)), want,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_real_attacks_and_garbage():
@@ -97,15 +115,31 @@ def test_baseline_step_matches_loop(aggregator):
     assert trainer.plan.bits_per_coordinate == (1 if aggregator == "signed_sum" else 32)
 
 
-def test_reduced_minibatch_uses_rho_of_each_partition_and_of_the_clock():
-    cfg = config(code="bernoulli", r=2.5, rho=0.5)
-    trainer = make_train(cfg, "s", make_task(cfg.task))
-    rows = np.asarray(trainer.batch_rows(jax.random.PRNGKey(0), jnp.int32(1)))
-    np.testing.assert_array_equal(rows, 40 + np.arange(40).reshape(5, 8)[:, :4])
+def test_reduced_minibatch_is_a_smaller_batch_with_more_steps():
+    """ρ = 0.5 as the authors ran it: a minibatch of ρ·B = 20 samples (4 per partition), twice the
+    steps per epoch of ρ = 1, the milestones (in epochs) at twice the steps, and ρ of the clock."""
+    cfg = config_from_dict(dict(
+        n=5, b=1, attack="reverse", partitioning="split", batch_size=40, epochs=2, eval_every_epochs=0.5,
+        optim=dict(lr=0.1, lr_boundaries=[1], worker_momentum=0.0),
+        task=dict(name="synthetic", num_samples=400, num_features=6, num_classes=3, hidden=[8]),
+        schemes=[dict(name="mv", code="uncoded"), dict(name="s", code="bernoulli", r=2.5, rho=0.5)]))
+    task = make_task(cfg.task)
+    full, half = make_train(cfg, "mv", task), make_train(cfg, "s", task)
+    assert (full.plan.steps_per_epoch, half.plan.steps_per_epoch) == (10, 20)
+    assert (full.plan.total_steps, half.plan.total_steps) == (20, 40)
+    assert (full.plan.lr_boundaries, half.plan.lr_boundaries) == ((10,), (20,))
+    assert (full.plan.batch_size, half.plan.per_partition) == (40, 4)
+    rows = np.asarray(half.batch_rows(jax.random.PRNGKey(0), jnp.int32(1)))
+    np.testing.assert_array_equal(rows, 20 + np.arange(20).reshape(5, 4))
+    # Both schemes are evaluated at the same epochs (every half epoch).
+    np.testing.assert_array_equal(full.eval_steps() / 10, half.eval_steps() / 20)
+    np.testing.assert_array_equal(half.eval_steps(), [0, 10, 20, 30, 40])
     G = np.ones((5, 5))
-    assert trainer.iteration_time(G) == 5 * 0.5
+    assert half.iteration_time(G) == 5 * 0.5
+    # Per epoch the clock agrees: twice the steps at half the time each.
+    assert half.iteration_time(G) * half.plan.steps_per_epoch == full.iteration_time(G) * full.plan.steps_per_epoch
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
-        config(code="uncoded", rho=0.3)   # 0.3 × 8 samples is not whole
+        config(code="uncoded", rho=0.3)   # 0.3 × 40 = 12 samples do not split into 5 partitions
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
         config(code="uncoded", rho=1.5)
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.aggregator"):

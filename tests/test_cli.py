@@ -159,24 +159,27 @@ def test_tiny_run_writes_every_file(tiny_run):
 def test_tiny_run_metrics_csv(tiny_run):
     out = tiny_run[3]
     header, rows = _metrics_rows(out)
-    assert header == ["scheme", "trial", "step", "sim_time", "wall_time", "metric_name", "metric"]
+    assert header == ["scheme", "trial", "step", "epoch", "sim_time", "wall_time", "metric_name", "metric"]
     assert len(rows) == 3 * 2 * 3
     keys = [(r[0], int(r[1]), int(r[2])) for r in rows]
     assert keys == [(s, t, step) for s in SCHEMES for t in range(2) for step in (0, 3, 6)]
-    assert {r[5] for r in rows} == {"test_auc"}
-    metric = np.array([float(r[6]) for r in rows])
+    assert {r[6] for r in rows} == {"test_auc"}
+    metric = np.array([float(r[7]) for r in rows])
     assert np.all((metric >= 0) & (metric <= 1))
     # AUC of the zero initialisation is 0.5 (all scores equal).
-    assert all(float(r[6]) == pytest.approx(0.5) for r in rows if int(r[2]) == 0)
-    wall = np.array([float(r[4]) for r in rows])
+    assert all(float(r[7]) == pytest.approx(0.5) for r in rows if int(r[2]) == 0)
+    wall = np.array([float(r[5]) for r in rows])
     assert np.all(np.isfinite(wall)) and np.all(wall >= 0)
+    info = json.loads((out / "run.json").read_text())["schemes"]
+    for r in rows:   # the epoch of every evaluation: step / steps per epoch
+        assert float(r[3]) == pytest.approx(int(r[2]) / info[r[0]]["steps_per_epoch"])
 
 
 def test_tiny_run_sim_time_is_step_times_max_load(tiny_run):
     out = tiny_run[3]
     _, rows = _metrics_rows(out)
     info = json.loads((out / "run.json").read_text())["schemes"]
-    for scheme, trial, step, sim_time, *_ in rows:
+    for scheme, trial, step, _epoch, sim_time, *_ in rows:
         max_load = info[scheme]["max_load"][int(trial)]
         assert float(sim_time) == pytest.approx(int(step) * max_load), (scheme, trial, step)
         if scheme in ("no_attack", "signsgd_mv"):
@@ -195,7 +198,7 @@ def test_tiny_run_summary_csv(tiny_run):
     for r in summary:
         assert int(r["trials"]) == 2
         assert r["metric"] == "test_auc"
-        finals = [float(m[6]) for m in rows if m[0] == r["scheme"] and int(m[2]) == 6]
+        finals = [float(m[7]) for m in rows if m[0] == r["scheme"] and int(m[2]) == 6]
         assert float(r["final_mean"]) == pytest.approx(np.mean(finals))
         assert float(r["final_ci_low"]) <= float(r["final_mean"]) <= float(r["final_ci_high"])
 

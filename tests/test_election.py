@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jax_ec.attacks import ATTACKS, attack_messages
+from jax_ec.attacks import ATTACKS, attack_messages, binomial_half_sign
 from jax_ec.election import corrupt, elect, election, global_vote, local_votes
 from reference import reference_elect
 
@@ -28,17 +28,23 @@ TIE_VALUES = [-1.0, 0.0, 1.0]
 FEW = settings(max_examples=25, deadline=None)
 
 
-def random_messages_for(key: jax.Array, n: int, d: int) -> np.ndarray:
-    """The random attack's messages exactly as jax_ec.election._elect draws them."""
+def random_messages_for(key: jax.Array, G, d: int, attack: str = "random") -> np.ndarray | None:
+    """The random attacks' messages exactly as jax_ec.election._elect draws them without noise."""
+    n, k = np.shape(G)
     _, attack_key = jax.random.split(key)
-    return np.asarray(jax.random.rademacher(attack_key, (n, d), dtype=jnp.float32))
+    if attack == "random":
+        return np.asarray(jax.random.rademacher(attack_key, (n, d), dtype=jnp.float32))
+    if attack == "random_per_partition":
+        loads = jnp.asarray(np.asarray(G).sum(axis=1))
+        return np.asarray(binomial_half_sign(attack_key, loads[:, None], (n, d), k))
+    return None
 
 
 def check_against_reference(G, grads, byz, attack, direction=1, key=None):
-    n, d = np.shape(G)[0], np.shape(grads)[1]
-    if attack == "random" and key is None:
+    d = np.shape(grads)[1]
+    if key is None:
         key = jax.random.PRNGKey(0)
-    msgs = random_messages_for(key, n, d) if attack == "random" else None
+    msgs = random_messages_for(key, G, d, attack)
     got = np.asarray(elect(G, grads, byz, attack, key=key, direction=direction))
     want = reference_elect(G, grads, byz, attack, direction=direction, random_messages=msgs)
     np.testing.assert_array_equal(got, want, err_msg=f"attack={attack} G={G} byz={byz} grads={grads}")
@@ -86,8 +92,9 @@ def test_matches_reference_hypothesis(case, attack, direction, seed):
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_matches_reference_with_noise(attack):
-    """With noise_std > 0 the partition signs are sign(g + σ ξ), ξ = normal(noise_key)."""
+def test_matches_reference_with_shared_noise(attack):
+    """noise_model="per_partition": the partition signs are sign(g + σ ξ_j), ξ = normal(noise_key),
+    one draw per partition shared by its holders."""
     n, k, d = 5, 5, 7
     rng = np.random.default_rng(7)
     G = (rng.random((n, k)) < 0.5).astype(np.int8)
@@ -98,10 +105,74 @@ def test_matches_reference_with_noise(attack):
     sigma = np.float32(0.7)
     noisy = np.asarray(grads + sigma * np.asarray(jax.random.normal(noise_key, (k, d), jnp.float32)),
                        dtype=np.float32)
-    msgs = random_messages_for(key, n, d) if attack == "random" else None
-    got = np.asarray(elect(G, grads, byz, attack, key=key, noise_std=float(sigma)))
+    msgs = random_messages_for(key, G, d, attack)
+    got = np.asarray(elect(G, grads, byz, attack, key=key, noise_std=float(sigma), noise_model="per_partition"))
     want = reference_elect(G, noisy, byz, attack, random_messages=msgs)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_matches_reference_with_per_copy_noise(attack):
+    """The default noise model: worker i adds its own ξ_ij = normal(fold_in(fold_in(noise_key, i), j))
+    to each partition j it holds; Byzantine workers' messages use the noiseless signs."""
+    n, k, d = 6, 5, 9
+    rng = np.random.default_rng(8)
+    G = (rng.random((n, k)) < 0.5).astype(np.int8)
+    G[1] = 1    # a worker holding every partition, and one holding none
+    G[2] = 0
+    grads = rng.normal(size=(k, d)).astype(np.float32)
+    grads[2, 3] = np.nan   # voids the votes of partition 2's holders at coordinate 3 only
+    byz = np.array([True, False, False, True, False, True])
+    key = jax.random.PRNGKey(12)
+    noise_key, attack_key = jax.random.split(key)
+    sigma = np.float32(0.9)
+    noise = np.stack([np.stack([np.asarray(jax.random.normal(
+        jax.random.fold_in(jax.random.fold_in(noise_key, i), j), (d,), jnp.float32)) for j in range(k)])
+        for i in range(n)]) * sigma
+    msgs = None
+    if attack == "random":
+        msgs = np.stack([np.asarray(jax.random.rademacher(jax.random.fold_in(attack_key, i), (d,),
+                                                          dtype=jnp.float32)) for i in range(n)])
+    elif attack == "random_per_partition":
+        msgs = np.stack([np.asarray(binomial_half_sign(jax.random.fold_in(attack_key, i), int(G[i].sum()),
+                                                       (d,), k)) for i in range(n)])
+    got = np.asarray(elect(G, grads, byz, attack, key=key, noise_std=float(sigma)))
+    want = reference_elect(G, grads, byz, attack, random_messages=msgs, copy_noise=noise)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_per_copy_noise_is_independent_across_holders():
+    """G all ones (15 × 1), g = 0.1, σ = 1: each worker's vote is +1 with probability Φ(0.1)
+    independently, so the global vote is +1 with P(Binomial(15, Φ(0.1)) ≥ 8) — not Φ(0.1), which a
+    draw shared by the holders would give."""
+    from scipy import stats
+    d = 200_000
+    G = np.ones((15, 1), np.int8)
+    grads = np.full((1, d), 0.1, np.float32)
+    byz = np.zeros(15, bool)
+    p = stats.norm.cdf(0.1)
+    want = stats.binom.sf(7, 15, p)            # P(X >= 8)
+    shared_want = p
+    vote = np.asarray(elect(G, grads, byz, "none", key=jax.random.PRNGKey(0), noise_std=1.0))
+    frac = float((vote == 1).mean())
+    tol = 4 * np.sqrt(want * (1 - want) / d)
+    assert abs(frac - want) < tol, (frac, want)
+    assert abs(want - shared_want) > 10 * tol  # the two models are far apart at this d
+    shared = np.asarray(elect(G, grads, byz, "none", key=jax.random.PRNGKey(0), noise_std=1.0,
+                              noise_model="per_partition"))
+    assert abs(float((shared == 1).mean()) - shared_want) < 4 * np.sqrt(p * (1 - p) / d)
+
+
+def test_random_per_partition_attack_sends_zero_at_even_loads():
+    """The CIFAR script's random attack: a Byzantine worker holding L partitions sends the sign of
+    L uniform ±1 values; at L = 2 it sends 0 half of the time, at odd L never."""
+    from scipy import stats
+    d = 100_000
+    for L in (1, 2, 3, 4, 33):
+        msgs = np.asarray(binomial_half_sign(jax.random.PRNGKey(L), jnp.int32(L), (d,), 40))
+        p_zero = stats.binom.pmf(L // 2, L, 0.5) if L % 2 == 0 else 0.0
+        assert abs(float((msgs == 0).mean()) - p_zero) < 4 * np.sqrt(max(p_zero * (1 - p_zero), 1e-12) / d) + 1e-9
+        assert abs(float((msgs == 1).mean()) - (1 - p_zero) / 2) < 0.01
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +263,7 @@ def test_every_attack_changes_the_byzantine_message(attack, G_kind):
     assert np.all(np.asarray(C) != 0)
     byz = jnp.asarray(rng.random(n) < 0.5).at[0].set(True)
     for direction in (-1, 1):
-        msgs = attack_messages(attack, C, S, jax.random.PRNGKey(9), direction)
+        msgs = attack_messages(attack, C, S, jax.random.PRNGKey(9), direction, loads=G.sum(axis=1))
         sent = np.asarray(corrupt(C, byz, msgs))
         for i in range(n):
             if bool(byz[i]):
@@ -274,12 +345,19 @@ def test_garbage_counts_as_one_vote():
     np.testing.assert_array_equal(v, [-1.0, -1.0, 1.0, 0.0])
 
 
-def test_election_with_nan_partition_signs_gives_no_nan():
-    """A NaN gradient poisons the local votes that include it; the master reads them as 0."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_election_with_nan_partition_signs_gives_no_nan(fused):
+    """A NaN gradient voids the local votes that include it, and no other; the master reads them as 0."""
     G = jnp.asarray(np.eye(3), jnp.float32)
     S = jnp.asarray([[np.nan, 1.0], [1.0, 1.0], [-1.0, 1.0]])
-    v = np.asarray(election(G, S, jnp.zeros(3, bool), "none"))
+    v = np.asarray(election(G, S, jnp.zeros(3, bool), "none", fused=fused))
     np.testing.assert_array_equal(v, [0.0, 1.0])
+    # Workers 1 and 2 hold partition 1 (+1) and partition 2 (+1 at coordinate 0): they are unaffected by
+    # partition 0's NaN, which only worker 0 holds.
+    G = jnp.asarray([[1, 0, 0], [0, 1, 0], [0, 1, 1]], jnp.float32)
+    S = jnp.asarray([[np.nan, -1.0], [1.0, -1.0], [1.0, -1.0]])
+    v = np.asarray(election(G, S, jnp.zeros(3, bool), "none", fused=fused))
+    np.testing.assert_array_equal(v, [1.0, -1.0])
 
 
 # ---------------------------------------------------------------------------------------------

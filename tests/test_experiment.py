@@ -214,3 +214,33 @@ def test_auto_trial_batching_follows_the_trials_per_device():
     assert resolved_modes(synthetic(trials=1, trial_batching="vmap"), trainer)[0] == "vmap"
     too_many = CPU_VMAP_MAX_BYTES // (4 * trainer.plan.k * trainer.num_params) + 1
     assert resolved_modes(synthetic(trials=too_many), trainer)[0] == "map"   # past the working-set limit
+
+
+def test_per_step_placement_reports_no_fixed_byzantine_set(tmp_path):
+    """Under per_step placement the set is redrawn at every step: run.json must not name a set that
+    no step used (the trial's initial draw), only that it was redrawn."""
+    out = tmp_path / "per_step"
+    run_experiment(synthetic(trials=2, steps=2, eval_every=2, placement="per_step",
+                             schemes=[SYNTHETIC["schemes"][1]]), out, progress_bar=False)
+    info = json.loads((out / "run.json").read_text())["schemes"]["bernoulli_r2"]
+    assert info["byzantine_workers"] is None and info["placement"] == "per_step" and info["b"] == 1
+
+
+def test_schemes_of_different_steps_per_epoch_align_by_epoch(tmp_path):
+    """A ρ = 0.5 scheme takes twice the steps per epoch; evaluated every epoch, both schemes' rows
+    of metrics.csv carry the same epochs, and the summary gives epochs to the target."""
+    out = tmp_path / "rho"
+    cfg = synthetic(trials=2, steps=None, epochs=2, eval_every_epochs=1, target=0.0,
+                    schemes=[{"name": "full", "code": "uncoded"},
+                             {"name": "half", "code": "bernoulli", "r": 2, "rho": 0.5}])
+    result = run_experiment(cfg, out, progress_bar=False)
+    rows = read_metrics(out)
+    for scheme, spe in (("full", 9), ("half", 17)):   # round(512 / 60), round(512 / 30)
+        steps, epochs = column(rows, "step", scheme), column(rows, "epoch", scheme)
+        np.testing.assert_array_equal(epochs, steps / spe)
+    np.testing.assert_array_equal(np.unique(column(rows, "epoch", "full")), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(np.unique(column(rows, "epoch", "half")), [0.0, 1.0, 2.0])
+    info = json.loads((out / "run.json").read_text())["schemes"]
+    assert info["half"]["steps_per_epoch"] == 17 and info["full"]["steps_per_epoch"] == 9
+    assert info["half"]["bits_per_worker_epoch"] == 17 * info["half"]["bits_per_worker_step"]
+    assert all(r["epochs_to_target_mean"] == 0.0 for r in result.summary)

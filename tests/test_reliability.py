@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jax_ec.aggregators import aggregate, repetition_groups
-from jax_ec.attacks import ATTACKS, PLACEMENTS
+from jax_ec.attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
 from jax_ec.checkpoint import CHECKPOINT_DIR
 from jax_ec.cli import main
 from jax_ec.config import ConfigError, config_from_dict, load_config
@@ -256,7 +256,8 @@ def test_garbage_does_not_poison_the_model_in_any_scheme(monkeypatch):
     # The messages are injected through attack_messages, which the fused election form (built-in
     # attacks computed inline, not the default) would not call: make sure it stays off.
     monkeypatch.setattr(election_module, "FUSED_MAX_TERMS", 0)
-    monkeypatch.setattr(election_module, "attack_messages", lambda attack, C, S, key, direction, reduce=None: messages(attack, C))
+    monkeypatch.setattr(election_module, "attack_messages",
+                        lambda attack, C, S, key, direction, reduce=None, loads=None: messages(attack, C))
     monkeypatch.setattr(train_module, "real_attack_messages", lambda attack, M, g, key, direction: messages(attack, M))
     runs = []
     for aggregator, (code, n, b) in GARBAGE_SCHEMES.items():
@@ -321,14 +322,45 @@ def test_divergence_check_names_trials_and_ignores_metrics_undefined_from_the_st
     ids = np.array([4, 5, 6])
     ok = np.array([True, True, True])
     # A metric that is NaN from step 0 on (e.g. an AUC on a one-class test set) is not a divergence.
-    _check_finite("s", ids, np.array([np.nan, 0.5, 0.5]), ok, np.array([np.nan, 0.5, 0.5]), 0, 2, None)
+    _check_finite("s", ids, np.array([np.nan, 0.5, 0.5]), (ok, ok), np.array([np.nan, 0.5, 0.5]), 0, 2, None)
     with pytest.raises(DivergenceError) as info:
-        _check_finite("s", ids, np.array([0.5, np.nan, 0.5]), np.array([True, True, False]),
+        _check_finite("s", ids, np.array([0.5, np.nan, 0.5]), (np.array([True, True, False]), ok),
                       np.array([0.5, 0.5, 0.5]), 10, 20, None)
     err = info.value
     assert isinstance(err, RuntimeError)
     assert (err.scheme, err.trials, err.last_finite_step, err.step) == ("s", [5, 6], 10, 20)
     assert err.what == "parameters and metric" and "steps 11..20" in str(err) and "\n" not in str(err)
+    with pytest.raises(DivergenceError) as info:
+        _check_finite("s", ids, np.array([0.5, 0.5, 0.5]), (ok, np.array([True, False, True])),
+                      np.array([0.5, 0.5, 0.5]), 10, 20, None)
+    assert info.value.trials == [5] and info.value.what == "partition gradients"
+
+
+@pytest.mark.parametrize("scheme", [
+    {"name": "s", "code": "bernoulli", "r": 2.0},                                     # leafwise fused vote
+    {"name": "s", "code": "bernoulli", "r": 2.0, "noise_std": 0.01},                  # per-copy noise loop
+    {"name": "s", "code": "uncoded", "aggregator": "median"},
+])
+def test_a_non_finite_honest_partition_gradient_is_a_divergence(tmp_path, scheme):
+    """A NaN in one training sample makes its partition's gradient NaN. The vote would only void the
+    coordinates of that partition's holders and the parameters would stay finite; the run must stop
+    with the divergence error naming the partition gradients instead of going on silently."""
+    from dataclasses import replace as dc_replace
+
+    from jax_ec.config import config_from_dict
+    from jax_ec.tasks import make_task
+    data = copy.deepcopy(SYNTHETIC)
+    data.update(b=1, attack="reverse", trials=2, steps=6, eval_every=2, schemes=[scheme],
+                task={**data["task"], "shuffle": False})
+    cfg = config_from_dict(data)
+    task = make_task(cfg.task)
+    x = np.array(task.train_x, copy=True)
+    x[3 * cfg.batch_size + 1, 0] = np.nan     # a sample of step 3's minibatch
+    with pytest.raises(DivergenceError) as info:
+        run_experiment(cfg, tmp_path / "out", progress_bar=False, task=dc_replace(task, train_x=x))
+    assert "partition gradients" in info.value.what and info.value.trials == [0, 1]
+    assert info.value.step == 4 and info.value.last_finite_step == 2
+    assert not (tmp_path / "out" / "metrics.csv").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +437,8 @@ def test_every_attack_changes_the_update_direct_trainer():
     data = tuple(jnp.asarray(a) for a in task.data())
     trainers = {(aggregator, attack): make_train(synthetic(attack=attack, schemes=[
                     {"name": "s", "code": "uncoded", "aggregator": aggregator}]), "s", task)
-                for aggregator in ("vote", "median") for attack in ATTACKS}
+                for aggregator in ("vote", "median") for attack in ATTACKS
+                if aggregator == "vote" or attack not in SIGN_ONLY_ATTACKS}   # sign-only: no real form
     initial = task.init(jax.random.PRNGKey(7))
     directions = jax.jit(lambda key: {name: tr.direction(tr.init(key, initial), data)[0]
                                       for name, tr in trainers.items()})(jax.random.PRNGKey(3))

@@ -19,8 +19,11 @@ def test_report_table_and_plot(tmp_path, capsys):
     rows = {line.split(" | ")[0][2:]: line.rstrip(" |").split(" | ") for line in lines[1:]}
     assert set(rows) == {"no_attack", "signsgd_mv", "bernoulli_p2_15"}
     assert rows["no_attack"][2] == "100%"           # target 0 is reached at step 0
-    assert rows["signsgd_mv"][5:7] == ["1", "263500"]            # 1 bit per coordinate
-    assert rows["bernoulli_p2_15"][5:7] == ["32", "8432000"]     # the median baseline sends floats
+    assert rows["no_attack"][4] == "0 [0, 0]"       # epochs to the target
+    # bits per coordinate, per worker-step and per worker-epoch (n_train = 1500: shards of 100 samples,
+    # 6 steps of 15 samples per epoch)
+    assert rows["signsgd_mv"][6:9] == ["1", "263500", str(6 * 263500)]          # 1 bit per coordinate
+    assert rows["bernoulli_p2_15"][6:9] == ["32", "8432000", str(6 * 8432000)]  # the median sends floats
     assert (tmp_path / "rep" / "run.png").read_bytes().startswith(b"\x89PNG")
 
 

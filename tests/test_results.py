@@ -97,12 +97,14 @@ def test_time_to_target():
         wall_time=np.zeros((3, 3)),
         metric=np.array([[0.9, 0.95, 0.99], [0.1, 0.2, 0.3], [0.5, 0.85, np.nan]]),
         metric_name="auc",
+        epoch=np.array([0.5, 1.0, 1.5]),
     )
-    steps, sim_time = results.time_to_target(curves, 0.8)
+    steps, epochs, sim_time = results.time_to_target(curves, 0.8)
     np.testing.assert_array_equal(steps, [5.0, np.nan, 10.0])  # first point / never / later
+    np.testing.assert_array_equal(epochs, [0.5, np.nan, 1.0])
     np.testing.assert_array_equal(sim_time, [1.0, np.nan, 2.1])
-    steps, sim_time = results.time_to_target(curves, 2.0)
-    assert np.isnan(steps).all() and np.isnan(sim_time).all()
+    steps, epochs, sim_time = results.time_to_target(curves, 2.0)
+    assert np.isnan(steps).all() and np.isnan(sim_time).all() and np.isnan(epochs).all()
 
 
 # --------------------------------------------------------------------------- summarize / tables
@@ -116,14 +118,15 @@ def test_summarize_columns_and_values():
     assert list(results.SUMMARY_COLUMNS) == [
         "scheme", "metric", "trials", "final_mean", "final_ci_low", "final_ci_high", "final_std",
         "target", "reached", "steps_to_target_mean", "steps_to_target_ci_low",
-        "steps_to_target_ci_high", "simtime_to_target_mean", "simtime_to_target_ci_low",
+        "steps_to_target_ci_high", "epochs_to_target_mean", "epochs_to_target_ci_low",
+        "epochs_to_target_ci_high", "simtime_to_target_mean", "simtime_to_target_ci_low",
         "simtime_to_target_ci_high", "final_sim_time_mean", "wall_time_s",
     ]  # fmt: skip
     r = rows[0]
     assert (r["scheme"], r["metric"], r["trials"], r["target"]) == ("no_attack", "test_auc", 4, 0.7)
     assert r["final_mean"] == pytest.approx(a.metric[:, -1].mean())
     assert r["final_std"] == pytest.approx(a.metric[:, -1].std(ddof=1))
-    steps, sim_time = results.time_to_target(a, 0.7)
+    steps, _, sim_time = results.time_to_target(a, 0.7)
     reached = ~np.isnan(steps)
     assert r["reached"] == pytest.approx(reached.mean())
     assert r["steps_to_target_mean"] == pytest.approx(steps[reached].mean())
@@ -137,7 +140,7 @@ def test_summarize_without_or_unreached_target():
     curves = make_curves()
     for target in (None, 5.0):
         (row,) = results.summarize([curves], target=target)
-        for key in results.SUMMARY_COLUMNS[9:15]:
+        for key in results.SUMMARY_COLUMNS[9:18]:
             assert math.isnan(row[key]), key
     (row,) = results.summarize([curves], target=None)
     assert math.isnan(row["target"]) and math.isnan(row["reached"])
@@ -167,11 +170,14 @@ def test_summary_csv_and_table(tmp_path):
 
 
 def test_metrics_csv_round_trip(tmp_path):
-    curves_list = [make_curves("no_attack", trials=2, seed=3), make_curves("bernoulli_r2", trials=3, seed=4)]
+    with_epochs = make_curves("bernoulli_r2", trials=3, seed=4)
+    with_epochs = SchemeCurves(with_epochs.scheme, with_epochs.steps, with_epochs.sim_time, with_epochs.wall_time,
+                               with_epochs.metric, with_epochs.metric_name, epoch=with_epochs.steps / 7)
+    curves_list = [make_curves("no_attack", trials=2, seed=3), with_epochs]
     path = tmp_path / "out" / "metrics.csv"
     results.write_metrics_csv(path, curves_list)
     lines = path.read_text().splitlines()
-    assert lines[0] == "scheme,trial,step,sim_time,wall_time,metric_name,metric"
+    assert lines[0] == "scheme,trial,step,epoch,sim_time,wall_time,metric_name,metric"
     assert len(lines) == 1 + (2 + 3) * 4
     loaded = results.read_metrics_csv(path)
     assert [c.scheme for c in loaded] == ["no_attack", "bernoulli_r2"]
@@ -181,6 +187,16 @@ def test_metrics_csv_round_trip(tmp_path):
         assert np.issubdtype(back.steps.dtype, np.integer)
         for name in ("sim_time", "wall_time", "metric"):
             np.testing.assert_array_equal(getattr(back, name), getattr(orig, name))  # exact
+    assert loaded[0].epoch is None
+    np.testing.assert_array_equal(loaded[1].epoch, with_epochs.epoch)
+
+
+def test_metrics_csv_written_before_the_epoch_column_still_reads(tmp_path):
+    old = tmp_path / "old.csv"
+    old.write_text("scheme,trial,step,sim_time,wall_time,metric_name,metric\n"
+                   "s,0,0,0.0,0.0,auc,0.5\ns,0,4,2.0,1.0,auc,0.6\n")
+    (curves,) = results.read_metrics_csv(old)
+    assert curves.epoch is None and curves.steps.tolist() == [0, 4] and curves.metric.tolist() == [[0.5, 0.6]]
 
 
 def test_metrics_csv_rejects_bad_input(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jax_ec.attacks import uniform_placement
+from jax_ec.attacks import binomial_half_sign, uniform_placement
 from jax_ec.config import ConfigError, config_from_dict
 from jax_ec.experiment import batch_trials
 from jax_ec.metrics import auc
@@ -153,8 +153,12 @@ def mlp_config(**changes) -> dict:
 
 
 @pytest.mark.parametrize("changes,leafwise", [
-    ({}, False),
-    (dict(attack="reverse", placement="uniform"), False),   # noise: the flat election, in the fused form
+    ({}, False),                                              # per-copy noise, random attack, per-step set
+    (dict(noise_model="per_partition"), False),               # one noise draw per partition, shared
+    (dict(attack="random_per_partition", schemes=[dict(name="s", code="bernoulli", r=2.0)]), False),
+    (dict(attack="random_per_partition", noise_std=0.0, schemes=[dict(name="s", code="bernoulli", r=2.0)]), False),
+    (dict(attack="reverse", placement="uniform", noise_model="per_partition"), False),  # the flat election, fused
+    (dict(attack="reverse", placement="uniform"), False),   # per-copy noise: workers loop
     (dict(attack="reverse", noise_std=0.0, placement="uniform"), True),
     (dict(attack="omniscient", noise_std=0.0, b=2, schemes=[dict(name="s", code="bernoulli", r=2.0)]), True),
 ])
@@ -184,19 +188,34 @@ def test_cifar_rule_matches_paper_loop(changes, leafwise):
             g, _ = jax.grad(task.loss, has_aux=True)(unravel(jnp.asarray(theta, jnp.float32)), {},
                                                      data[0][rows[j]], data[1][rows[j]], key)
             grads.append(np.asarray(ravel_pytree(g)[0]))
-        noise = np.stack([np.asarray(jax.random.normal(  # partition j's own noise stream
-            jax.random.fold_in(jax.random.fold_in(state.keys.noise, t), j), (theta.size,))) for j in range(plan.k)])
-        signals = np.stack(grads) + np.float32(plan.noise_std) * noise
+        step_noise = jax.random.fold_in(state.keys.noise, t)
+        signals, copy_noise = np.stack(grads), None
+        per_copy = plan.noise_std > 0 and plan.noise_model == "per_copy"
+        if plan.noise_std > 0 and not per_copy:   # partition j's own noise stream, shared by its holders
+            signals = signals + np.float32(plan.noise_std) * np.stack([np.asarray(jax.random.normal(
+                jax.random.fold_in(step_noise, j), (theta.size,))) for j in range(plan.k)])
+        elif per_copy:                             # worker i's own stream for each partition j it holds
+            copy_noise = np.float32(plan.noise_std) * np.stack([np.stack([np.asarray(jax.random.normal(
+                jax.random.fold_in(jax.random.fold_in(step_noise, i), j), (theta.size,)))
+                for j in range(plan.k)]) for i in range(plan.n)])
         if plan.placement == "per_step":
             byz = np.asarray(uniform_placement(jax.random.fold_in(state.keys.placement, t), plan.n, plan.b))
         else:
             byz = np.asarray(state.byzantine)
-        if plan.attack == "random":
-            messages = np.asarray(jax.random.rademacher(jax.random.fold_in(state.keys.attack, t),
-                                                        (plan.n, theta.size), dtype=jnp.float32))
-            v = reference_elect(G, signals, byz, "random", random_messages=messages)
-        else:
-            v = reference_elect(G, signals, byz, plan.attack)
+        attack_key, messages = jax.random.fold_in(state.keys.attack, t), None
+        loads = G.sum(axis=1)
+        if plan.attack == "random" and per_copy:
+            messages = np.stack([np.asarray(jax.random.rademacher(jax.random.fold_in(attack_key, i),
+                                                                  (theta.size,), dtype=jnp.float32)) for i in range(plan.n)])
+        elif plan.attack == "random":
+            messages = np.asarray(jax.random.rademacher(attack_key, (plan.n, theta.size), dtype=jnp.float32))
+        elif plan.attack == "random_per_partition" and per_copy:
+            messages = np.stack([np.asarray(binomial_half_sign(jax.random.fold_in(attack_key, i), int(loads[i]),
+                                                               (theta.size,), plan.k)) for i in range(plan.n)])
+        elif plan.attack == "random_per_partition":
+            messages = np.asarray(binomial_half_sign(attack_key, jnp.asarray(loads)[:, None], (plan.n, theta.size),
+                                                     plan.k))
+        v = reference_elect(G, signals, byz, plan.attack, random_messages=messages, copy_noise=copy_noise)
         jv = trainer.direction(state, data)[0]
         np.testing.assert_array_equal(np.asarray(jv), v, err_msg=f"step {t}")
         heavy = plan.momentum * heavy + (v + plan.weight_decay * theta)
