@@ -22,7 +22,7 @@ Models (``build``):
   features, MLP 16-64-4);
 * ``logreg``: the same, with no hidden layer: a small (multinomial) logistic regression, 16 → 4
   (d = 68);
-* ``resnet18``: ``configs/cifar10_resnet18_n15_b3.yaml`` (ResNet-18, b = 3 reverse, augmentation
+* ``resnet18``: ``configs/paper/fig4_n15_b3.yaml`` (ResNet-18, b = 3 reverse, augmentation
   on) on *random* CIFAR-shaped data (uint8 32×32×3, 10 classes): TFDS data are not available
   offline, so the library's own image-task builder (``jax_ec.tasks._images``) is run with its data
   loader swapped for the random arrays (:func:`random_cifar`).
@@ -116,7 +116,7 @@ def build(model: str, *, n: int = 15, r: float = 2.0, batch: int = 240, mlp_widt
         cfg, _ = load_config(CONFIGS / "digits_byzantine40.yaml", [*over, *extra])
         return cfg, make_task(cfg.task, cfg.seed)
     if model == "resnet18":
-        cfg, _ = load_config(CONFIGS / "cifar10_resnet18_n15_b3.yaml",
+        cfg, _ = load_config(CONFIGS / "paper" / "fig4_n15_b3.yaml",
                              [*common, scheme_override(r, True), *extra])
         with _image_data_replaced(random_cifar(resnet_train, seed=seed)):
             task = make_task(cfg.task, cfg.seed)

@@ -13,14 +13,15 @@ from jax_ec.config import load_config, smoke_config
 from jax_ec.experiment import run_experiment
 from jax_ec.results import read_metrics_csv
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
 
 
 def test_every_config_is_covered():
-    assert len(CONFIGS) >= 10
+    assert len(CONFIGS) >= 15 and len(list((CONFIG_DIR / "paper").glob("*.yaml"))) == 13
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIGS])
 def test_config_runs_in_smoke_form(path, tmp_path):
     cfg = smoke_config(load_config(path)[0])
     assert (cfg.trials, cfg.steps) == (2, 2)
