@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "worker_means",
-           "real_attack_messages", "sanitize", "coordinate_median", "mean_aggregate",
+           "real_attack_messages", "sanitize", "median_rows", "coordinate_median", "mean_aggregate",
            "repetition_groups", "repetition_weights", "repetition_aggregate", "aggregate"]
 
 REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition")
@@ -68,9 +68,34 @@ def sanitize(M: jax.Array) -> jax.Array:
     return jnp.nan_to_num(M, nan=0.0)
 
 
+# Largest number of rows whose coordinate-wise median is taken with a sorting network (odd-even
+# transposition: n rounds of elementwise min/max) instead of jnp.median's sort along axis 0, which
+# XLA:CPU runs far slower (benchmarks/README.md, "median"); beyond it the network's n²/2
+# comparators per coordinate stop paying.
+MEDIAN_NETWORK_MAX_ROWS = 64
+
+
+def median_rows(M: jax.Array) -> jax.Array:
+    """The median over axis 0 (the mean of the two middle values for an even count), equal to
+    ``jnp.median(M, axis=0)`` bit for bit on finite input away from the largest floats (tested;
+    near them jnp.median's interpolation overflows to ±Inf, this keeps the value): up to
+    :data:`MEDIAN_NETWORK_MAX_ROWS` rows sorted by an odd-even transposition network of
+    elementwise ``minimum``/``maximum``, which XLA runs as one fused elementwise pass."""
+    n = M.shape[0]
+    if n > MEDIAN_NETWORK_MAX_ROWS:
+        return jnp.median(M, axis=0)
+    rows = [M[i] for i in range(n)]
+    for rnd in range(n):
+        for i in range(rnd % 2, n - 1, 2):
+            rows[i], rows[i + 1] = jnp.minimum(rows[i], rows[i + 1]), jnp.maximum(rows[i], rows[i + 1])
+    if n % 2:
+        return rows[n // 2]
+    return rows[n // 2 - 1] * 0.5 + rows[n // 2] * 0.5
+
+
 def coordinate_median(M: jax.Array) -> jax.Array:
-    """Coordinate-wise median over workers (axis 0)."""
-    return jnp.median(sanitize(M), axis=0)
+    """Coordinate-wise median over workers (axis 0), garbage sanitized first."""
+    return median_rows(sanitize(M))
 
 
 def _bounded(M: jax.Array) -> jax.Array:
@@ -110,7 +135,7 @@ def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...],
     weights = tuple(1 for _ in groups) if weights is None else tuple(weights)
     total = max(sum(weights), 1)
     bound = jnp.finfo(M.dtype).max / (2 * total)    # no weighted sum of the decoded rows can overflow
-    decoded = jnp.clip(jnp.stack([jnp.median(M[jnp.asarray(g)], axis=0) for g in groups]), -bound, bound)
+    decoded = jnp.clip(jnp.stack([median_rows(M[jnp.asarray(g)]) for g in groups]), -bound, bound)
     return (jnp.asarray(weights, M.dtype) @ decoded) / total
 
 

@@ -168,3 +168,23 @@ def test_a_fixed_code_facing_more_byzantines_than_it_tolerates_warns_with_a_coun
         make_train(config_from_dict({**base, "b": 1}), "paper", task)
     with pytest.warns(ToleranceWarning, match=r"not perfectly b-tolerant for b = 2.*counterexample: partition signs"):
         make_train(config_from_dict({**base, "b": 2}), "paper", task)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 14, 15, 16, 31, 65])
+def test_median_network_equals_jnp_median(n):
+    """The sorting-network median gives jnp.median's values (the middle value; for an even count
+    the mean of the two middle ones) on finite input, what the aggregators pass it after
+    sanitizing (ties, zeros, huge values)."""
+    from jax_ec.aggregators import median_rows
+    rng = np.random.default_rng(n)
+    M = rng.normal(size=(n, 3000)).astype(np.float32) * np.float32(10.0) ** rng.integers(-30, 30, size=(n, 3000))
+    M = np.where(rng.random((n, 3000)) < 0.1, rng.choice([0.0, 3.4e37, -3.4e37, 1.0], size=(n, 3000)), M)
+    M = np.where(rng.random((n, 3000)) < 0.3, np.round(M), M).astype(np.float32)
+    got = np.asarray(jax.jit(median_rows)(jnp.asarray(M)))
+    want = np.asarray(jnp.median(jnp.asarray(M), axis=0))
+    np.testing.assert_array_equal(got, want)
+    # Near the largest float jnp.median's interpolation overflows to ±Inf; the network keeps the value.
+    from jax_ec.aggregators import MEDIAN_NETWORK_MAX_ROWS
+    if n <= MEDIAN_NETWORK_MAX_ROWS:
+        big = np.full((n, 4), np.finfo(np.float32).max, np.float32)
+        np.testing.assert_array_equal(np.asarray(median_rows(jnp.asarray(big))), big[0])
