@@ -85,11 +85,17 @@ def evaluate(results: Path) -> list[dict]:
     rows = []
     for c in _claims():
         folder = results / c.folder
-        if not (folder / "metrics.csv").is_file():
-            continue
-        finals, run, metric = _finals(folder)
         names = [c.better, c.worse] if isinstance(c.better, str) else [*c.better, *c.worse]
-        if any(n not in finals for n in names):
+        missing = None
+        if not (folder / "metrics.csv").is_file():
+            missing = f"not run: no results in {c.folder}/"
+        else:
+            finals, run, metric = _finals(folder)
+            absent = [n for n in names if n not in finals]
+            if absent:
+                missing = f"not run: {c.folder}/ lacks {', '.join(absent)}"
+        if missing is not None:     # said in the table, never silently left out
+            rows.append({"claim": c.claim, "setting": c.setting, "folder": c.folder, "verdict": missing})
             continue
         info = run["schemes"]
         if isinstance(c.better, str):
@@ -121,6 +127,9 @@ def markdown(rows: list[dict]) -> str:
              "bits/worker/step (/epoch) | verdict |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "difference" not in r:
+            lines.append(f"| ({r['claim']}) | {r['setting']} | – | – | – | – | {r['verdict']} |")
+            continue
         schemes = "; ".join(f"{n} {_fmt(*v)}" for n, v in r["schemes"].items())
         bits = ", ".join(f"{n}: {b:,} ({r['bits_per_worker_epoch'][n]:,})"
                          for n, b in r["bits_per_worker_step"].items()) if r["claim"] == "d" else "–"
