@@ -41,6 +41,7 @@ __all__ = [
     "uncoded",
     "bernoulli",
     "draw_bernoulli",
+    "draw_code",
     "paper_code_n5",
     "draco",
     "from_matrix",
@@ -93,31 +94,42 @@ def uncoded(n: int) -> np.ndarray:
 
 
 def draw_bernoulli(key: jax.Array, n: int, k: int, p: float | jax.Array,
-                   nonempty_rows: bool = False) -> jax.Array:
+                   nonempty_rows: bool | jax.Array = False) -> jax.Array:
     """Draw ``G[i, j] ~ Bernoulli(p)`` i.i.d. (shape ``(n, k)``, float32 0/1), jit- and vmap-safe.
 
     With ``nonempty_rows`` the whole matrix is redrawn until every worker holds at least one
     partition (the paper's CIFAR script does this); the expected number of redraws is
-    ``1 / (1 - (1 - p)^k)^n``. ``p`` may be traced (a per-trial value).
+    ``1 / (1 - (1 - p)^k)^n``. ``p`` and ``nonempty_rows`` may be traced (per-trial values).
     """
     def draw(key: jax.Array) -> jax.Array:
         return jax.random.bernoulli(key, p, (n, k)).astype(jnp.float32)
 
-    if not nonempty_rows:
+    if isinstance(nonempty_rows, (bool, np.bool_)) and not nonempty_rows:
         return draw(key)
+    loop_key, sub = jax.random.split(key)
+    first = draw(sub) if isinstance(nonempty_rows, (bool, np.bool_)) else jnp.where(nonempty_rows, draw(sub), draw(key))
 
     def has_empty_row(carry):
         _, G = carry
-        return jnp.any(G.sum(axis=1) == 0)
+        return jnp.asarray(nonempty_rows) & jnp.any(G.sum(axis=1) == 0)
 
     def redraw(carry):
         key, _ = carry
         key, sub = jax.random.split(key)
         return key, draw(sub)
 
-    key, sub = jax.random.split(key)
-    _, G = jax.lax.while_loop(has_empty_row, redraw, (key, draw(sub)))
+    _, G = jax.lax.while_loop(has_empty_row, redraw, (loop_key, first))
     return G
+
+
+def draw_code(key: jax.Array, params) -> jax.Array:
+    """A trial's allocation matrix (float32 (n, k)) from a scheme's parameters
+    (:class:`jax_ec.core.SchemeParams`): a Bernoulli draw (``params.bernoulli``: probability
+    ``params.p``, redrawn while a row is empty if ``params.nonempty_rows``) or the fixed
+    ``params.G``; all of them data, so fixed and random codes share one compiled program."""
+    n, k = params.G.shape
+    drawn = draw_bernoulli(key, n, k, params.p, params.nonempty_rows)
+    return jnp.where(params.bernoulli, drawn, jnp.asarray(params.G, jnp.float32))
 
 
 def bernoulli(seed: int, n: int, r: float, k: int | None = None,

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .attacks import RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
+from .attacks import COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
            "fused_applies", "per_copy_election", "per_copy_noise_sums", "signed_sum_election", "elect", "NOISE_MODELS", "MAX_PARTITIONS"]
@@ -98,14 +98,12 @@ def global_vote(C: jax.Array) -> jax.Array:
 # Largest n·⌈k/32⌉ (popcount terms per coordinate) for which ``election(..., fused=True)`` writes the
 # vote as one elementwise expression (it is unrolled over the n workers).
 FUSED_MAX_TERMS = 1024
-# Attacks whose message at a coordinate is a function of that coordinate's values only.
-_FUSED_ATTACKS = ("none", "reverse", "directional", "omniscient")
 
 
 def fused_applies(n: int, k: int, attack: str) -> bool:
     """Whether ``election(..., fused=True)`` takes the fused form for ``n`` workers, ``k``
     partitions and ``attack`` (unsharded; an attack acting coordinate by coordinate)."""
-    return attack in _FUSED_ATTACKS and n * -(-k // 32) <= FUSED_MAX_TERMS
+    return attack in COORDINATEWISE_ATTACKS and n * -(-k // 32) <= FUSED_MAX_TERMS
 
 
 def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: jax.Array | None,
@@ -256,8 +254,8 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     passes the gradients, which spares a sign pass that XLA would otherwise materialize (it would
     read each value three times).
     """
-    if attack not in _FUSED_ATTACKS:
-        raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(_FUSED_ATTACKS)}")
+    if attack not in COORDINATEWISE_ATTACKS:
+        raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(COORDINATEWISE_ATTACKS)}")
     n, k = G.shape
     words = -(-k // 32)
     zero = jnp.zeros(S.shape[1:], jnp.uint32)

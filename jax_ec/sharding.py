@@ -10,7 +10,7 @@ A run's mesh (config ``mesh: {trials: M_T, partitions: M_P}``) has two axes:
   gradients (and holds their worker momentum); the sign counts ``G[:, block] @ S_block`` combine
   with a ``psum`` over the axis (exact: small integers), the real-valued aggregators and the
   BatchNorm statistics ``all_gather`` the k partitions' values first
-  (:meth:`jax_ec.train.Trainer.direction`).
+  (:func:`jax_ec.core.make_train`, ``update``).
 
 Every number equals the single-device run's (tested on 8 forced host devices). Parameters,
 optimizer state, the code G and the Byzantine set are replicated along ``partitions``.
@@ -46,7 +46,7 @@ def make_mesh(cfg: MeshConfig) -> Mesh | None:
     if cfg.size > len(devices):
         hint = (f"; on the CPU, start with XLA_FLAGS=--xla_force_host_platform_device_count={cfg.size}"
                 if jax.default_backend() == "cpu" else "")
-        raise ConfigError(f"mesh: asks for {cfg.size} devices (trials {cfg.trials} × partitions "
+        raise ConfigError(f"runtime.mesh: asks for {cfg.size} devices (trials {cfg.trials} × partitions "
                           f"{cfg.partitions}); this process sees {len(devices)} {jax.default_backend()} "
                           f"device(s){hint}")
     grid = np.asarray(devices[:cfg.size], dtype=object).reshape(cfg.trials, cfg.partitions)
@@ -71,11 +71,11 @@ def pad_trials(tree: Any, size: int) -> Any:
     return jax.tree.map(pad, tree)
 
 
-def state_specs(trainer, state: Any) -> Any:
-    """Partition specs of a batched trial state: trials on axis 0; the trainer's partition fields
-    (``Trainer.partition_fields``, e.g. the worker momentum ``(T, k, d)``) also split over ``partitions``."""
+def state_specs(state: Any, partition_fields: tuple[str, ...] = (), split_partitions: bool = False) -> Any:
+    """Partition specs of a pair-batched state: pairs on axis 0; with ``split_partitions`` the
+    ``partition_fields`` (e.g. the worker momentum ``(P, k, d)``) also split over ``partitions``."""
     def specs_of(name: str | None, sub: Any) -> Any:
-        split = trainer.partition_axis is not None and name in trainer.partition_fields
+        split = split_partitions and name in partition_fields
         spec = P(TRIALS_AXIS, PARTITIONS_AXIS) if split else P(TRIALS_AXIS)
         return jax.tree.map(lambda _: spec, sub)
 

@@ -44,7 +44,7 @@ CASES = {
     "mlp_vmap": (MLP, [(1, 1, "vmap"), (2, 4, "vmap")]),
     "mlp_map": (MLP, [(1, 1, "map"), (8, 1, "map")]),
     "amazon_sparse_map": (AMAZON, [(1, 1, "map"), (4, 1, "map")]),
-    "amazon_direct": (dict(AMAZON, fast_path=False), [(1, 1, "vmap"), (1, 8, "vmap")]),
+    "amazon_direct": (dict(AMAZON, runtime={"formulation": "dense"}), [(1, 1, "vmap"), (1, 8, "vmap")]),
 }
 
 
@@ -55,7 +55,7 @@ class Interrupted(Exception):
 def resume_across_meshes(out_dir: str) -> dict:
     """A run on mesh 2 × 4 interrupted after its first state checkpoint, resumed on one device."""
     import jax_ec.checkpoint as ck
-    cfg = dict(MLP, schemes=MLP["schemes"][:2], trial_batching="vmap")
+    cfg = dict(MLP, schemes=MLP["schemes"][:2], runtime={"trial_batching": "vmap"})
     original = ck.Checkpointer.save_progress
 
     def save_then_stop(self, *args, **kwargs):
@@ -64,7 +64,8 @@ def resume_across_meshes(out_dir: str) -> dict:
 
     ck.Checkpointer.save_progress = save_then_stop
     try:
-        run_experiment(config_from_dict(dict(cfg, mesh={"trials": 2, "partitions": 4})), out_dir,
+        run_experiment(config_from_dict(dict(cfg, runtime={"trial_batching": "vmap",
+                                                           "mesh": {"trials": 2, "partitions": 4}})), out_dir,
                        progress_bar=False, checkpoint_every_s=0)
         raise AssertionError("the run was not interrupted")
     except Interrupted:
@@ -83,7 +84,8 @@ def main(out_path: str, names: list[str]) -> None:
         base, meshes = CASES[name]
         runs = {}
         for t, p, batching in meshes:
-            cfg = config_from_dict(dict(base, trial_batching=batching, mesh={"trials": t, "partitions": p}))
+            runtime = {**base.get("runtime", {}), "trial_batching": batching, "mesh": {"trials": t, "partitions": p}}
+            cfg = config_from_dict(dict(base, runtime=runtime))
             res = run_experiment(cfg, os.path.join(os.path.dirname(out_path), f"{name}_{t}x{p}"),
                                  progress_bar=False, checkpoint_every_s=None)
             runs[f"{t}x{p}"] = {

@@ -53,8 +53,8 @@ def test_sharded_runs_equal_one_device(sharded, case):
 def test_the_cases_cover_every_path(sharded):
     meshes = {m for case in sharded.values() if isinstance(case, dict) for m in case if "x" in m}
     assert {"2x4", "8x1", "4x1", "1x8"} <= meshes      # trials only, partitions only, both
-    assert sharded["amazon_sparse_map"]["4x1"]["mv"]["trainer"] == "SparseLogRegTrainer"
-    assert sharded["amazon_direct"]["1x8"]["mv"]["trainer"] == "Trainer"
+    assert sharded["amazon_sparse_map"]["4x1"]["mv"]["trainer"] == "touched_coordinates"
+    assert sharded["amazon_direct"]["1x8"]["mv"]["trainer"] == "dense"
     mv = [float.fromhex(v) for v in sharded["amazon_direct"]["1x1"]["bern"]["metric"][0]]
     assert len(set(mv)) > 1  # the AUC moves: the comparison is not between constant curves
 
@@ -69,27 +69,29 @@ def test_interrupted_run_resumes_on_another_mesh(sharded):
 # ------------------------------------------------------------------ in-process checks (one device)
 
 def test_mesh_larger_than_the_devices_is_one_clear_error():
-    with pytest.raises(ConfigError, match=r"mesh: asks for 8 devices.*sees 1.*xla_force_host_platform_device_count=8"):
+    with pytest.raises(ConfigError, match=r"runtime\.mesh: asks for 8 devices.*sees 1.*xla_force_host_platform_device_count=8"):
         make_mesh(MeshConfig(trials=2, partitions=4))
     assert make_mesh(MeshConfig()) is None
 
 
-@pytest.mark.parametrize("mesh, field", [({"trials": 0}, "mesh.trials"), ({"partitions": -1}, "mesh.partitions"),
-                                         ({"partitions": 4}, "mesh.partitions"), ({"devices": 2}, "mesh.devices")])
+@pytest.mark.parametrize("mesh, field", [({"trials": 0}, "runtime.mesh.trials"),
+                                         ({"partitions": -1}, "runtime.mesh.partitions"),
+                                         ({"partitions": 4}, "runtime.mesh.partitions"),
+                                         ({"devices": 2}, "runtime.mesh.devices")])
 def test_bad_mesh_is_rejected_at_the_config(mesh, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        config_from_dict({"n": 15, "b": 5, "mesh": mesh})
+        config_from_dict({"n": 15, "b": 5, "runtime": {"mesh": mesh}})
 
 
 def test_partition_shards_must_divide_k():
-    with pytest.raises(ConfigError, match=r"mesh\.partitions: got 4; must divide the k = 15 .*allowed: 1, 3, 5, 15"):
-        config_from_dict({"n": 15, "b": 5, "mesh": {"partitions": 4}})
-    assert config_from_dict({"n": 15, "b": 5, "mesh": {"partitions": 5}}).mesh.partitions == 5
+    with pytest.raises(ConfigError, match=r"runtime\.mesh\.partitions: got 4; must divide the k = 15 .*allowed: 1, 3, 5, 15"):
+        config_from_dict({"n": 15, "b": 5, "runtime": {"mesh": {"partitions": 4}}})
+    assert config_from_dict({"n": 15, "b": 5, "runtime": {"mesh": {"partitions": 5}}}).runtime.mesh.partitions == 5
 
 
 def test_the_mesh_is_not_part_of_the_fingerprint():
-    a = config_from_dict({"mesh": {"trials": 2}})
-    b = config_from_dict({"mesh": {"trials": 1, "partitions": 3}})
+    a = config_from_dict({"runtime": {"mesh": {"trials": 2}}})
+    b = config_from_dict({"runtime": {"mesh": {"trials": 1, "partitions": 3}}})
     assert config_fingerprint(a) == config_fingerprint(b) == config_fingerprint(config_from_dict({}))
 
 
