@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "uncoded",
     "bernoulli",
@@ -81,15 +83,9 @@ def validate_allocation(G: object, n: int | None = None, k: int | None = None,
     return arr.astype(np.int8)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: got {value!r}; expected an integer >= 1")
-    return int(value)
-
-
 def uncoded(n: int) -> np.ndarray:
     """``G = I_n``: each worker holds its own partition (SignSGD-MV, redundancy 1)."""
-    n = _check_positive_int("n", n)
+    n = _checks.integer("n", n, 1)
     return np.eye(n, dtype=np.int8)
 
 
@@ -139,8 +135,8 @@ def bernoulli(seed: int, n: int, r: float, k: int | None = None,
     The realised redundancy ``redundancy(G)`` is random with mean ``k·p`` (= r when k = n); read it
     off the returned matrix. Same draw as :func:`draw_bernoulli` with ``jax.random.PRNGKey(seed)``.
     """
-    n = _check_positive_int("n", n)
-    k = n if k is None else _check_positive_int("k", k)
+    n = _checks.integer("n", n, 1)
+    k = n if k is None else _checks.integer("k", k, 1)
     if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)) or not (0 < r <= n):
         raise ValueError(f"r: got {r!r}; expected a redundancy in (0, n] = (0, {n}]")
     G = draw_bernoulli(jax.random.PRNGKey(int(seed)), n, k, float(r) / n, bool(nonempty_rows))
@@ -170,7 +166,7 @@ def draco(n: int, b: int) -> np.ndarray:
     ``b`` Byzantine workers cannot break — with DRACO's decoder (``aggregator: repetition``), not
     with the majority of local majorities, under which this layout is not b-tolerant. Redundancy: ``Σ_g size_g² / n`` (= 2b + 1 when 2b + 1 divides n).
     """
-    n = _check_positive_int("n", n)
+    n = _checks.integer("n", n, 1)
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b or 2 * b + 1 > n:
         raise ValueError(f"b: got {b!r}; the DRACO layout needs 0 <= b and 2b + 1 <= n = {n}")
     groups = n // (2 * b + 1)

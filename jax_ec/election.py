@@ -19,7 +19,7 @@ partition j there, and of no other worker; the omniscient adversary counts it as
 
 Everything is pure ``jax.numpy`` and safe under ``jit`` and ``vmap``. Without noise two forms
 compute the same votes. The matmul form (the default of :func:`election`): both sums are matrix
-products (XLA:CPU reduces a matmul with a ones vector far faster than ``sum(axis=0)``); all
+products (XLA:CPU reduces a matmul with a ones vector faster than ``sum(axis=0)``); all
 operands are small integers stored in float32, so the results are exact. The fused form
 (``fused=True``, :func:`fused_election`): the k signs of a coordinate packed into bit sets and
 every worker's count taken with population counts, in one elementwise pass over S. With noise,

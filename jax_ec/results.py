@@ -468,8 +468,8 @@ def sweep_series(summary: list[dict[str, Any]], origins: dict[str, tuple[str, tu
 
 
 def plot_sweeps(out_dir: str | os.PathLike, summary: list[dict[str, Any]], origins: dict[str, tuple[str, tuple]],
-                title: str = "") -> list[Path]:
-    """One PNG per swept field (``sweep_<field>.png``): the final metric against the field's value,
+                title: str = "", prefix: str = "") -> list[Path]:
+    """One PNG per swept field (``<prefix>sweep_<field>.png``): the final metric against the field's value,
     one line per configured scheme with its :data:`CI_LEVEL` band (CI as in :func:`summarize`).
     Returns the files written (none when no scheme is swept over one field)."""
     paths = []
@@ -491,7 +491,7 @@ def plot_sweeps(out_dir: str | os.PathLike, summary: list[dict[str, Any]], origi
             ax.set_title(f"{title}: final {metric} against {field}")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=120)
-        path = Path(out_dir) / f"sweep_{field}.png"
+        path = Path(out_dir) / f"{prefix}sweep_{field}.png"
         atomic_write_bytes(path, buffer.getvalue())
         paths.append(path)
     return paths

@@ -10,7 +10,7 @@ import numpy as np
 
 from jax_ec.config import ExperimentConfig
 from jax_ec.plan import Scheme, make_schemes
-from jax_ec.runtime import Runtime, choose, make_train
+from jax_ec.runtime import choose, make_train
 from jax_ec.tasks import Task
 
 

@@ -9,30 +9,26 @@ only how XLA is asked to compute the gradients differs.
 
 JAX's own transpose rule of ``dot_general`` computes the weight gradient as ``(∂ℓ/∂y)ᵀ x``, an
 (o, i) matrix, and then transposes it. Once vmapped over partitions this becomes a batched matmul
-followed by a batched transpose copy of every weight gradient, which XLA:CPU runs slowly (measured
-on the digits MLP, n = 15, batch 240: the election step 449 → 364 µs per step with the rule below,
-the plain step unchanged). :func:`dense_dot_general` computes the same two products directly in
-the kernel's (i, o) layout. The arithmetic is the same contraction in the same order: the
+followed by a batched transpose copy of every weight gradient, which XLA:CPU runs slowly
+(benchmarks/README.md). :func:`dense_dot_general` computes the same two products directly in the
+kernel's (i, o) layout. The arithmetic is the same contraction in the same order: the
 gradients, and whole training runs, are bitwise equal to flax's ``nn.Dense`` (tested).
 
 **Conv.** The weight gradient of a convolution ``y = x ⋆ w`` is itself a convolution of the input
 with the output cotangent, ``∂ℓ/∂w = corr(x, ∂ℓ/∂y)``, summed over the samples. Vmapped over the k
 partitions, JAX turns it into one *batch-grouped* convolution (``batch_group_count = k``), which
-XLA:CPU runs several times slower than k ordinary ones (ResNet-18, width 64, batch 240, k = 15:
-the per-partition gradients cost 2.38× one plain gradient over the 240 samples; one stage-1 layer
-at width 16: 184 ms grouped vs 14 ms for the 15 ordinary convolutions). :func:`conv_general_dilated`
+XLA:CPU runs several times slower than k ordinary ones (``benchmarks/results/partition_grads*.json``).
+:func:`conv_general_dilated`
 keeps the forward pass and the input gradient as ``lax.conv_general_dilated`` and its transpose,
 and gives the weight gradient a batching rule (``jax.custom_batching.custom_vmap``) that computes
 one ordinary weight-gradient convolution per partition (per trial and partition under nested
 vmaps) and stacks them: each is the very convolution the unbatched gradient runs, so the gradients
-are bitwise those of ``vmap`` over ``nn.Conv``, at 0.77× the plain gradient's time instead of 2.38×
-(ResNet-18 width 64; width 16: 0.69× instead of 2.32×; digits CNN 0.76× instead of 1.40×). The
-rule is used where :func:`conv_rule` says so (by default on the CPU backend only: other backends keep
+are bitwise those of ``vmap`` over ``nn.Conv``. The rule is used where :func:`conv_rule` says so (by default on the CPU backend only: other backends keep
 JAX's batch-grouped convolution, which cuDNN-class libraries run well), for 2-D NHWC/HWIO convolutions without dilation, feature groups
 or an explicit precision (``nn.Conv``'s defaults), and unrolls only convolutions of at least
 :data:`UNROLL_MIN_MACS` multiply-adds per partition; anything else keeps JAX's own batching and
-``lax.conv_general_dilated``. Costs: compile time grows with the number of unrolled convolutions
-(ResNet-18 width 64, k = 15: 2.9 → 9 s), and the layer supports first-order reverse-mode
+``lax.conv_general_dilated``. Costs: compile time grows with the number of unrolled convolutions,
+and the layer supports first-order reverse-mode
 differentiation only (``custom_vjp``: no ``jvp``/Hessians through it), which is all training uses.
 """
 
@@ -121,8 +117,7 @@ def _conv(x, w, strides, pads):
 # Smallest weight-gradient convolution (multiply-adds per batch element: samples × output pixels ×
 # output channels × kernel taps × input channels) that the batching rule unrolls. Below it JAX's
 # batch-grouped convolution is kept: small convolutions are cheap either way, and every unrolled
-# convolution costs compile time (~20 ms each on the CPU; a ResNet-18 at width 64 has 20 layers ×
-# k partitions × vmapped trials of them, from 3·10^7 multiply-adds up).
+# convolution costs compile time (benchmarks/results/partition_grads_resnet18_w16.json).
 UNROLL_MIN_MACS = 10 ** 7
 
 
