@@ -252,3 +252,30 @@ def test_schemes_of_different_steps_per_epoch_align_by_epoch(tmp_path):
     assert info["half"]["steps_per_epoch"] == 17 and info["full"]["steps_per_epoch"] == 9
     assert info["half"]["bits_per_worker_epoch"] == 17 * info["half"]["bits_per_worker_step"]
     assert all(r["epochs_to_target_mean"] == 0.0 for r in result.summary)
+
+
+def test_a_sweep_runs_as_one_call_and_reports_like_ordinary_schemes(tmp_path):
+    """A scheme swept over b × r expands into named schemes that share one compiled call with the
+    unswept ones; metrics, summary, run.json and the report treat them as ordinary schemes, and a
+    one-dimensional sweep gets its plot of the final metric against the field."""
+    from jax_ec.report import write_report
+    out = tmp_path / "sweep"
+    cfg = synthetic(trials=2, steps=4, eval_every=2, schemes=[
+        {"name": "mv", "code": "uncoded", "sweep": {"b": [0, 1, 2]}},
+        {"name": "bern", "code": "bernoulli", "r": 2, "sweep": {"b": [1, 2], "r": [2, 3]}}])
+    result = run_experiment(cfg, out, progress_bar=False)
+    names = ["mv[b=0]", "mv[b=1]", "mv[b=2]", "bern[b=1,r=2]", "bern[b=1,r=3]", "bern[b=2,r=2]", "bern[b=2,r=3]"]
+    assert [r["scheme"] for r in result.summary] == names
+    run = json.loads((out / "run.json").read_text())
+    assert [g["schemes"] for g in run["groups"]] == [names]          # one compiled call
+    assert run["schemes"]["bern[b=2,r=3]"]["swept_from"] == "bern"
+    assert run["schemes"]["bern[b=2,r=3]"]["sweep_point"] == {"b": 2, "r": 3}
+    assert run["schemes"]["bern[b=2,r=3]"]["b"] == 2
+    assert [len(b[0]) for b in (run["schemes"][n]["byzantine_workers"] for n in names[:3])] == [0, 1, 2]
+    assert (out / "sweep_b.png").read_bytes()[:4] == b"\x89PNG"     # mv is swept over b alone
+    assert not (out / "sweep_r.png").exists()                        # bern is swept over two fields
+    assert {r["scheme"] for r in read_metrics(out)} == set(names)
+    report = write_report([out], tmp_path / "rep" / "report.md")
+    text = report.read_text()
+    assert "bern[b=2,r=3]" in text and "sweep_b.png" in text
+    assert (tmp_path / "rep" / "sweep_sweep_b.png").is_file()
