@@ -285,21 +285,21 @@ class MeshConfig(_Section):
     ``trials``: devices the trials are split over (T need not divide: the last trial is repeated to
     fill the last device and the copies are dropped); ``partitions``: devices each trial's k
     partition gradients are split over (must divide k; the sign counts combine with a ``psum``).
-    Results do not depend on the mesh (tested), so a run may resume on another mesh.
-    On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` gives N host devices; across
-    hosts, call ``jax.distributed.initialize()`` first (README, "Scaling past one device").
+    ``trials: auto`` (the default) takes every device the partitions leave free, at most one per
+    (scheme, trial) pair (:func:`jax_ec.sharding.mesh_shape`). Results do not depend on the mesh
+    (tested), so a run may resume on another mesh. On the CPU, the ``jax-ec`` command gives JAX one
+    host device per available core (:func:`jax_ec.runtime.use_host_cores`); elsewhere
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` gives N host devices. Across hosts, call
+    ``jax.distributed.initialize()`` first (README, "Scaling past one device").
     """
-    trials: Int = 1
+    trials: Union[Literal["auto"], Int] = "auto"
     partitions: Int = 1
 
     def validate(self, path: str) -> None:
-        for name in ("trials", "partitions"):
-            if getattr(self, name) < 1:
-                _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (devices along this axis)")
-
-    @property
-    def size(self) -> int:
-        return self.trials * self.partitions
+        if self.trials != "auto" and self.trials < 1:
+            _fail(f"{path}.trials", self.trials, "expected 'auto' or an integer >= 1 (devices along this axis)")
+        if self.partitions < 1:
+            _fail(f"{path}.partitions", self.partitions, "expected an integer >= 1 (devices along this axis)")
 
 
 class RuntimeConfig(_Section):

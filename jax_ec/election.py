@@ -116,8 +116,12 @@ def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: 
 
 def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
              key: jax.Array | None = None, direction: int | jax.Array = 1,
-             reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None) -> jax.Array:
+             reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None,
+             finite: bool = False) -> jax.Array:
     """Steps 2–4 on given partition signs ``S``; ``attack`` is static, everything else is data.
+
+    ``finite=True`` promises that ``S`` holds no NaN (signs read from integers): the matmul form
+    then skips the NaN bookkeeping (the same votes on such input).
 
     ``reduce``: for a partition-sharded election, ``S`` holds this device's partitions and ``G``
     the matching columns; ``reduce`` (e.g. ``lambda x: lax.psum(x, "parts")``) sums the partial
@@ -135,11 +139,12 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
         return fused_election(G, S, byzantine, attack, direction)
     if k > MAX_PARTITIONS:
         raise ValueError(f"G: has {k} partitions; at most {MAX_PARTITIONS} are supported")
-    counts = _counts(G, S)
+    counts = G.astype(S.dtype) @ S if finite else _counts(G, S)
     loads = G.sum(axis=1)
     if reduce is not None:
         counts, loads = reduce(counts), reduce(loads)
-    return _finish(_votes_of_counts(counts), S, byzantine, attack, key, direction, reduce, loads)
+    C = jnp.sign(counts) if finite else _votes_of_counts(counts)
+    return _finish(C, S, byzantine, attack, key, direction, reduce, loads)
 
 
 def signed_sum_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, attack: str,

@@ -49,7 +49,7 @@ from .plan import Group, Scheme, group_schemes, iteration_time, make_schemes, st
 from .results import (SchemeCurves, format_summary_table, plot_curves, plot_sweeps, summarize,
                       write_metrics_csv, write_summary_csv)
 from .runtime import Runtime, check_memory, choose, lower_bound_bytes, make_train
-from .sharding import (TRIALS_AXIS, make_mesh, named_shardings, pad_trials, padded_size, sharded_trials,
+from .sharding import (TRIALS_AXIS, make_mesh, mesh_shape, named_shardings, pad_trials, padded_size, sharded_trials,
                        state_specs, to_host)
 from .tasks import Task, make_task
 
@@ -157,6 +157,7 @@ class GroupCall:
     runtime: Runtime
     train: Any
     pairs: int          # schemes × trials
+    mesh: tuple[int, int] = (1, 1)   # devices along (trials, partitions)
 
 
 def _check_finite(names: list[str], ids: np.ndarray, metric: np.ndarray, finite: tuple[np.ndarray, np.ndarray],
@@ -201,15 +202,16 @@ def prepare_group(cfg: ExperimentConfig, index: int, group: Group, task: Task, n
     """Execution choices and pure functions of one group (``num_trials`` trials of each scheme)."""
     trials = cfg.trials if num_trials is None else num_trials
     pairs = len(group.schemes) * trials
-    per_device = -(-pairs // cfg.runtime.mesh.trials)
+    mesh = mesh_shape(cfg.runtime.mesh, pairs)
+    per_device = -(-pairs // mesh[0])
     runtime = choose(jax.default_backend(), task, group.static, per_device, group.total_steps, cfg.runtime)
-    return GroupCall(index, group, runtime, make_train(group.static, task, runtime), pairs)
+    return GroupCall(index, group, runtime, make_train(group.static, task, runtime), pairs, mesh)
 
 
 def check_group_memory(cfg: ExperimentConfig, call: GroupCall, data: tuple) -> None:
     """Refuse, before compiling, a group that certainly cannot fit on one device."""
     one = jax.eval_shape(call.train.init, jax.random.PRNGKey(0), call.group.schemes[0].params)
-    per_device = -(-call.pairs // cfg.runtime.mesh.trials)
+    per_device = -(-call.pairs // call.mesh[0])
     need = lower_bound_bytes(call.train, call.runtime, call.group.static, one, per_device, data)
     s = call.group.static
     check_memory(need, f"{cfg.trials} trials × {len(call.group.schemes)} scheme(s) ({', '.join(call.group.names[:3])}"
@@ -253,7 +255,7 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
         return _scheme_runs(call, steps, saved.metric, saved.wall, saved.G, saved.byzantine, num_trials,
                             int(steps[saved.chunks_done]))
 
-    mesh = make_mesh(cfg.runtime.mesh)
+    mesh = make_mesh(call.mesh)
     step_fn = train.run if step_loop == "scan" else (lambda s, p, d, n: train.step(s, p, d))
     batched_run = batch_pairs(step_fn, mode)
     model_of = jax.jit(jax.vmap(lambda s, p: (*train.model(s, p), train.grads_finite(s))))
@@ -439,7 +441,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
     checkpointer = Checkpointer(out, cfg, checkpoint_every_s) if checkpoint_every_s is not None else None
     if checkpointer is not None and resume:
         checkpointer.check_config()   # before anything is written or compiled
-    make_mesh(cfg.runtime.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
+    mesh_shape(cfg.runtime.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
     writer = jax.process_index() == 0   # in a multi-process run only process 0 writes files
     if writer:
         out.mkdir(parents=True, exist_ok=True)
@@ -482,7 +484,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
     write_json(out / "run.json", {
         "name": cfg.name, "seed": cfg.seed, "trials": cfg.trials, "metadata": run_metadata(),
         "reproducibility": rerun_info(cfg, out, command),
-        "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs} for c in calls],
+        "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs,
+                    "mesh": {"trials": c.mesh[0], "partitions": c.mesh[1]}} for c in calls],
         "schemes": {r.curves.scheme: _scheme_record(r) for r in runs},
     })
     if checkpointer is not None:

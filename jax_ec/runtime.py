@@ -21,6 +21,7 @@ names the result that justifies it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +34,7 @@ from .core import SchemeStatic, Train
 from .election import fused_applies
 from .tasks import Task
 
-__all__ = ["Runtime", "choose", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
+__all__ = ["Runtime", "choose", "use_host_cores", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
            "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "FUSED_CONV_MIN_STEPS", "GIB"]
 
 # From this many (scheme, trial) pairs per device `vmap` beats `map` for models without
@@ -48,6 +49,24 @@ CPU_VMAP_MAX_BYTES = 64 * 2 ** 20
 # compile 17 -> 41 s).
 FUSED_CONV_MIN_STEPS = 1000
 GIB = 2.0 ** 30
+
+
+def use_host_cores() -> int | None:
+    """Give JAX's CPU backend one device per core this process may use, so that
+    ``runtime.mesh.trials: auto`` spreads the (scheme, trial) pairs over the cores
+    (``benchmarks/results/host_devices.json``). Call before JAX starts its backends; it does
+    nothing (returns None) once they started or when the user chose the count
+    (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``).
+    Returns the device count it set. Other backends (GPU, TPU) are unaffected.
+    """
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    from jax._src import xla_bridge
+    if xla_bridge.backends_are_initialized():
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jax.config.update("jax_num_cpu_devices", cores)
+    return cores
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         touched = jax.lax.bitcast_convert_type(words.at[coords].get(**get), jnp.int8).reshape(-1, k4)
         S = touched[:, :s.k].astype(jnp.float32).T            # (k, touched): the k partition signs
         # The matmul form: on these gathered, transposed columns it beats the fused form.
-        v = election(state.G, S, state.byzantine, s.attack, None, params.attack_sign)
+        v = election(state.G, S, state.byzantine, s.attack, None, params.attack_sign, finite=True)
         # Duplicated coordinates write identical rows (the same θ_t and the same vote).
         rows_after = jnp.stack([theta_t.reshape(-1), v, jnp.broadcast_to(t.astype(jnp.float32), v.shape)], axis=-1)
         table = state.table.at[coords].set(rows_after, **get)
