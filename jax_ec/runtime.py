@@ -28,10 +28,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import core, sparse_logreg
 from .config import ConfigError, RuntimeConfig
 from .core import SchemeStatic, Train
+from .core import make_train as make_dense_train
 from .election import fused_applies
+from .sparse_logreg import applies as touched_applies
+from .sparse_logreg import make_train as make_touched_train
 from .tasks import Task
 
 __all__ = ["Runtime", "choose", "use_host_cores", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
@@ -105,7 +107,7 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
     config = config if config is not None else RuntimeConfig()
     cpu = backend == "cpu"
     shards = config.mesh.partitions
-    touched = sparse_logreg.applies(static, task, total_steps) and shards == 1
+    touched = touched_applies(static, task, total_steps) and shards == 1
     if config.formulation == "touched_coordinates" and not touched:
         raise ConfigError("runtime.formulation: got 'touched_coordinates'; it applies to the Amazon task with worker "
                           "momentum, no master momentum, weight decay or noise, a fixed Byzantine set, an attack of "
@@ -147,8 +149,8 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
 def make_train(static: SchemeStatic, task: Task, runtime: Runtime) -> Train:
     """The scheme shape's pure functions in the chosen formulation."""
     if runtime.formulation == "touched_coordinates":
-        return sparse_logreg.make_train(static, task, runtime)
-    return core.make_train(static, task, runtime)
+        return make_touched_train(static, task, runtime)
+    return make_dense_train(static, task, runtime)
 
 
 # ------------------------------------------------------------------------------------------------
