@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,10 +49,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_ec._io import git_revision, run_metadata, write_json
 from jax_ec.config import ExperimentConfig, config_to_dict, load_config
-from jax_ec.results import run_metadata, write_json
+from jax_ec.core import batch_rows, master_update, partition_grads
+from jax_ec.plan import make_schemes
+from jax_ec.runtime import choose, make_train
+from jax_ec.schedule import lr_at
 from jax_ec.tasks import Task, make_task
-from jax_ec.train import Trainer, make_train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -124,9 +126,57 @@ def build(model: str, *, n: int = 15, r: float = 2.0, batch: int = 240, mlp_widt
     raise ValueError(f"model: unknown {model!r}; allowed: {', '.join(MODELS)}")
 
 
-def trainer_of(cfg: ExperimentConfig, task: Task, fast_path: bool | None = None) -> Trainer:
-    """The trainer of the config's (single) scheme, as ``make_train`` picks it."""
-    return make_train(cfg, cfg.schemes[0], task, fast_path=fast_path)
+@dataclass
+class Trainer:
+    """One scheme's pure functions (:class:`jax_ec.core.Train`) bound to its parameters, with the
+    execution choices :func:`jax_ec.runtime.choose` makes for one trial (``choices`` forced)."""
+    cfg: ExperimentConfig
+    task: Task
+    choices: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.scheme = make_schemes(self.cfg, self.task.num_train)[0]
+        self.static = self.scheme.static
+        self.runtime = self.runtime_for(1)
+        self.train = make_train(self.static, self.task, self.runtime)
+        self.params = jax.tree.map(jnp.asarray, self.scheme.params)
+        self.num_params = self.train.num_params
+        self.kind = self.runtime.formulation
+
+    def runtime_for(self, trials: int):
+        return choose(jax.default_backend(), self.task, self.static, trials, self.scheme.total_steps,
+                      self.cfg.runtime.model_copy(update=self.choices))
+
+    def preferred_batching(self, trials: int) -> str:
+        return self.runtime_for(trials).trial_batching
+
+    def init(self, key):
+        return self.train.init(key, self.params)
+
+    def step(self, state, data):
+        return self.train.step(state, self.params, data)
+
+    def run(self, state, data, num_steps):
+        return self.train.run(state, self.params, data, num_steps)
+
+    def model(self, state):
+        return self.train.model(state, self.params)
+
+    def batch_rows(self, key, step):
+        return batch_rows(self.static, self.task.num_train, key, step)
+
+    def partition_grads(self, params, model_state, xs, ys, key):
+        return partition_grads(self.task.loss, params, model_state, xs, ys, key)
+
+    def master(self, step) -> optax.GradientTransformation:
+        """The master's optax update at ``step`` (the scheme's step size then), as the trainer's."""
+        return master_update(self.static, lr_at(self.params.lr, self.params.lr_boundaries, step))
+
+
+def trainer_of(cfg: ExperimentConfig, task: Task, **choices) -> Trainer:
+    """The config's (single) scheme, bound to its parameters (``choices``: runtime choices forced,
+    e.g. ``formulation="dense"``)."""
+    return Trainer(cfg, task, choices)
 
 
 def device_data(task: Task) -> tuple[jax.Array, ...]:
@@ -176,19 +226,19 @@ def plain_fns(trainer: Trainer) -> tuple[Callable, Stepper]:
     then the trainer's own optax update (same step size schedule, momentum, weight decay). No sign,
     no vote, no worker momentum.
     """
-    task, optimizer = trainer.task, trainer.optimizer
+    task = trainer.task
 
     def init(key):
-        keys = jax.random.split(key, 7)   # the Trainer's split: init key 2, data 3, augmentation 6
+        keys = jax.random.split(key, 7)   # the trainer's split: init key 2, data 3, augmentation 6
         params, model_state = task.init(keys[2])
-        return PlainState(params, model_state, optimizer.init(params), jnp.int32(0), keys[3], keys[6])
+        return PlainState(params, model_state, trainer.master(0).init(params), jnp.int32(0), keys[3], keys[6])
 
     def step(s: PlainState, data) -> PlainState:
         rows = trainer.batch_rows(s.data_key, s.step).reshape(-1)
         x, y = data[0][rows], data[1][rows]
         key = jax.random.fold_in(s.augment_key, s.step)
         grads, model_state = jax.grad(lambda p: task.loss(p, s.model_state, x, y, key), has_aux=True)(s.params)
-        updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
+        updates, opt_state = trainer.master(s.step).update(grads, s.opt_state, s.params)
         return s._replace(params=optax.apply_updates(s.params, updates), model_state=model_state,
                           opt_state=opt_state, step=s.step + 1)
 
@@ -210,7 +260,7 @@ def partition_mean_stepper(trainer: Trainer) -> Stepper:
         _, unravel = ravel_pytree(s.params)
         # The mean as a matmul with a ones vector: XLA:CPU runs g.mean(axis=0) over (k, d) ~20x slower.
         mean = jnp.ones((g.shape[0],), g.dtype) @ g / g.shape[0]
-        updates, opt_state = trainer.optimizer.update(unravel(mean), s.opt_state, s.params)
+        updates, opt_state = trainer.master(s.step).update(unravel(mean), s.opt_state, s.params)
         return s._replace(params=optax.apply_updates(s.params, updates), model_state=model_state,
                           opt_state=opt_state, step=s.step + 1)
 
@@ -358,16 +408,6 @@ def ratio(a: Timing, b: Timing) -> dict:
 # Environment, arguments, output
 
 
-def _git() -> dict | None:
-    try:
-        def git(*a):
-            return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def environment() -> dict:
     """Device, versions, CPU count, XLA flags, load average (the machine may be shared)."""
     import jaxlib
@@ -376,7 +416,7 @@ def environment() -> dict:
         "device_kind": dev.device_kind, "platform": dev.platform, "device_count": jax.device_count(),
         "jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__, "cpu_count": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS"), "load_average_start": list(os.getloadavg()),
-        "git": _git(), "metadata": run_metadata(),
+        "git": git_revision(ROOT), "metadata": run_metadata(),
     }
 
 
@@ -437,8 +477,8 @@ def write_result(path: Path, benchmark: str, env: dict, args: argparse.Namespace
 def config_record(cfg: ExperimentConfig, trainer: Trainer | None = None) -> dict:
     out = {"config": config_to_dict(cfg)}
     if trainer is not None:
-        out.update(trainer=type(trainer).__name__, num_params=trainer.num_params, k=trainer.plan.k,
-                   per_partition=trainer.plan.per_partition, batch_size=trainer.plan.batch_size)
+        out.update(trainer=trainer.kind, runtime=trainer.runtime.record(), num_params=trainer.num_params,
+                   k=trainer.static.k, per_partition=trainer.static.per_partition, batch_size=trainer.static.batch)
     return out
 
 

@@ -41,9 +41,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_ec.analysis.bernoulli import (failure_probability, load_deviation_curve, load_deviation_table,
-                                       plot_load_deviation, plot_smallest_p, smallest_p,
-                                       smallest_p_table)
+from jax_ec.analysis.bernoulli import failure_probability, load_deviation_curve, smallest_p
+from jax_ec.analysis.report import load_deviation_table, plot_load_deviation, plot_smallest_p, smallest_p_table
 from jax_ec.results import run_metadata, write_json
 
 NS = (5, 7, 9, 11, 13, 15, 19, 25, 31, 41, 51, 65, 81, 101, 125, 151, 175, 201)

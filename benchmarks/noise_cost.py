@@ -36,7 +36,7 @@ def measure_model(model: str, args, log=print) -> dict:
     for name, extra in VARIANTS.items():
         sigma = 0.0 if name == "no noise" else args.sigma
         cfg, task = T.build_from_args(model, args, extra=(*args.set, f"noise_std={sigma}", *extra))
-        trainer = T.trainer_of(cfg, task, fast_path=False)
+        trainer = T.trainer_of(cfg, task, formulation="dense")
         if data is None:
             data = T.device_data(task)
         state = jax.jit(trainer.init)(key)

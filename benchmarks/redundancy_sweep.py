@@ -50,7 +50,7 @@ def measure_model(model: str, args, log=print) -> dict:
                          "max_load": float(state.G.sum(axis=1).max())}
         trainers[name] = trainer
         calls[name] = T.step_call(T.trainer_stepper(trainer), state, data, steps, mode)
-    log(f"{model}: {type(trainer).__name__}, d = {trainer.num_params:,}, r in {rs}, timing {mode}, "
+    log(f"{model}: {trainer.kind}, d = {trainer.num_params:,}, r in {rs}, timing {mode}, "
         f"{steps} step(s) per call, {repeats} repeats")
     timings = T.time_many(calls, repeats, units=steps, budget_s=args.budget_s, log=log)
     base = timings[f"r={rs[0]:g}"]
@@ -59,7 +59,7 @@ def measure_model(model: str, args, log=print) -> dict:
                    "vs_first_r": T.ratio(t, base), "vs_plain": T.ratio(t, timings["plain"])}
             for name, t in timings.items() if name != "plain"}
     worst = max(v["vs_first_r"]["median"] for v in rows.values())
-    return {"model": model, "trainer": type(trainer).__name__, "num_params": trainer.num_params,
+    return {"model": model, "trainer": trainer.kind, "num_params": trainer.num_params,
             "steps_per_call": steps, "reference_r": rs[0], "timing_mode": mode,
             "election_step": T.describe_mode(mode, steps),
             "configs": configs, "measurements": {n: t.to_dict() for n, t in timings.items()},

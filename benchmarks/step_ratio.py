@@ -11,8 +11,8 @@ Bernoulli code of redundancy r over n workers (k = n partitions) and global mini
 * ``plain``: one ``jax.grad`` of the task's mean loss over the whole minibatch of B samples (the
   same rows the k partitions get) plus the trainer's optax update (``_timing.plain_fns``);
 * ``election``: the step of the trainer ``make_train`` picks (Amazon: the touched-coordinates
-  ``SparseLogRegTrainer``; others: the direct ``Trainer``);
-* ``election_direct`` (Amazon only): the direct ``Trainer`` (``make_train(..., fast_path=False)``);
+  touched-coordinates formulation; others: the dense one);
+* ``election_direct`` (Amazon only): the dense formulation (``runtime.formulation: dense``);
 * ``partition_mean`` (breakdown, direct trainers): the direct step with sign + election replaced by
   the mean of the k partition gradients. ``partition_mean − plain`` is the price of computing k
   per-partition gradients instead of one; ``election − partition_mean`` that of sign + election
@@ -22,7 +22,7 @@ Bernoulli code of redundancy r over n workers (k = n partitions) and global mini
   also gives the ratio with it taken out of both steps.
 
 Timing (``--timing``, recorded as ``timing_mode``): ``run`` times one jitted ``run(state, data, S)``
-(``lax.scan`` over S steps, as ``Trainer.run`` and ``run_experiment`` do); ``step`` calls
+(``lax.scan`` over S steps, as ``Train.run`` and ``run_experiment`` do); ``step`` calls
 ``jax.jit(step)`` S times from Python. The state is donated and carried from call to call;
 per-step time = call time / S. ``auto`` (default) uses ``step`` for the convolutional models (cnn,
 resnet18) on CPU, because XLA:CPU runs a convolution's weight gradient 50-70x slower inside a loop
@@ -54,14 +54,14 @@ def measure_model(model: str, args, log=print) -> dict:
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     key = T.trial_key(args.seed)
-    log(f"{model}: {type(trainer).__name__}, d = {trainer.num_params:,}, k = {trainer.plan.k}, "
-        f"B = {trainer.plan.batch_size}, timing {mode}, {steps} step(s) per call, {repeats} repeats")
+    log(f"{model}: {trainer.kind}, d = {trainer.num_params:,}, k = {trainer.static.k}, "
+        f"B = {trainer.static.batch}, timing {mode}, {steps} step(s) per call, {repeats} repeats")
 
     plain_init, plain = T.plain_fns(trainer)
     measured = {"plain": (plain, jax.jit(plain_init)), "election": (T.trainer_stepper(trainer), jax.jit(trainer.init))}
     trainers = {"election": trainer}
     if model == "amazon":
-        direct = T.trainer_of(cfg, task, fast_path=False)
+        direct = T.trainer_of(cfg, task, formulation="dense")
         trainers["election_direct"] = direct
         measured["election_direct"] = (T.trainer_stepper(direct), jax.jit(direct.init))
     else:

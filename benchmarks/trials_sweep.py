@@ -5,7 +5,7 @@
                                       [--repeats R] [--max-state-gb 2] [--unroll] [--quick] [--out PATH]
 
 For each model (``benchmarks/_timing.py``; ``amazon`` runs the touched-coordinates
-``SparseLogRegTrainer`` that ``make_train`` picks, the others the direct ``Trainer``), each T and
+touched-coordinates formulation the runtime picks, the others the dense one), each T and
 each trial-batching mode (``jax_ec.experiment.batch_trials(trainer.run, mode)``: ``vmap`` over the
 trials, or ``lax.map`` running them one after another inside the call), the T trial states
 (``jax.vmap(trainer.init)`` over ``trial_keys(seed, T)``) are advanced S steps by one jitted call,
@@ -92,7 +92,7 @@ def per_trial_floor(trainer, data, t: int, peak_gflops: float, seed: int, log=pr
     rows_per_step = int(trainer.batch_rows(state.keys.data, state.step).size)
     rows = jax.random.randint(jax.random.PRNGKey(seed), (t * rows_per_step,), 0, data[0].shape[0])
     x, y = data[0][rows], data[1][rows]
-    params, model_state = trainer.params_of(state), trainer.model_state_of(state)
+    params, model_state = trainer.model(state)
     grad = jax.jit(jax.grad(lambda p, x, y: task.loss(p, model_state, x, y, jax.random.PRNGKey(0))[0]))
     timing = T.time_many({"pooled": lambda: grad(params, x, y)}, 7, log=None)["pooled"]
     pooled_us = 1e6 * timing.min_s / t
@@ -121,7 +121,7 @@ def measure_model(model: str, trials: list[int], args, log=print, peak_gflops: f
             return state
     else:
         run = trainer.run
-    log(f"{model}: {type(trainer).__name__}, d = {trainer.num_params:,}, preferred batching "
+    log(f"{model}: {trainer.kind}, d = {trainer.num_params:,}, preferred batching "
         f"{ {t: trainer.preferred_batching(t) for t in trials} }, T in {trials}, {steps} step(s) per call")
     per_t, skipped = {}, {}
     for t in trials:
@@ -149,7 +149,7 @@ def measure_model(model: str, trials: list[int], args, log=print, peak_gflops: f
             b = base["trial_steps_per_s"]
             res["vs_first_t"] = {m: thr[m] / b[m] for m in thr}
             res["best_vs_best_first_t"] = max(thr.values()) / max(b.values())
-    out = {"model": model, "trainer": type(trainer).__name__, "num_params": trainer.num_params,
+    out = {"model": model, "trainer": trainer.kind, "num_params": trainer.num_params,
            "preferred_batching": {t: trainer.preferred_batching(t) for t in trials}, "steps_per_call": steps, "reference_trials": trials[0],
            "batch_trials": source, "run": "unrolled trainer.step" if args.unroll else "trainer.run (lax.scan)",
            **T.config_record(cfg), "per_trials": per_t, "skipped": skipped}

@@ -36,7 +36,7 @@ def __getattr__(name: str):
         from .experiment import run_experiment
         return run_experiment
     if name == "make_train":
-        from .train import make_train
+        from .core import make_train
         return make_train
     if name == "make_task":
         from .tasks import make_task

@@ -14,9 +14,8 @@ send real gradients (32 bits per coordinate):
   mean gradient over partitions when every group decodes correctly and groups hold disjoint
   partitions).
 
-Byzantine workers replace ``M_i`` (:func:`real_attack_messages`): ``reverse`` sends ``−M_i``,
-``directional`` a constant vector ``direction · 1``, ``random`` i.i.d. N(0, 1) entries,
-``omniscient`` ``−(mean of all partition gradients)``.
+Byzantine workers replace ``M_i`` by the real-valued form of their attack
+(:data:`jax_ec.attacks.ATTACK_TABLE`).
 
 Non-finite messages: the master first replaces every NaN by 0 and clips ±Inf to the largest finite
 float32 (:func:`sanitize`); the median then ignores up to ⌊(n−1)/2⌋ such outliers, the mean does
@@ -29,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "worker_means",
-           "real_attack_messages", "sanitize", "median_rows", "coordinate_median", "mean_aggregate",
+           "sanitize", "median_rows", "coordinate_median", "mean_aggregate",
            "repetition_groups", "repetition_weights", "repetition_aggregate", "aggregate"]
 
 REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition")
@@ -43,24 +42,6 @@ def worker_means(G: jax.Array, grads: jax.Array) -> jax.Array:
     """``M_i = (Σ_j G[i, j] g_j) / max(load_i, 1)``: each worker's mean partition gradient (n, d)."""
     load = jnp.maximum(G.sum(axis=1), 1.0)
     return (G.astype(grads.dtype) @ grads) / load[:, None]
-
-
-def real_attack_messages(attack: str, M: jax.Array, grads: jax.Array, key: jax.Array | None,
-                         direction: int | jax.Array = 1) -> jax.Array:
-    """What every worker would send if it were Byzantine, for real-valued schemes (n, d)."""
-    if attack == "none":
-        return M
-    if attack == "reverse":
-        return -M
-    if attack == "directional":
-        return jnp.broadcast_to(jnp.asarray(direction, M.dtype), M.shape)
-    if attack == "random":
-        if key is None:
-            raise ValueError("key: the random attack needs a PRNG key")
-        return jax.random.normal(key, M.shape, M.dtype)
-    if attack == "omniscient":
-        return jnp.broadcast_to(-grads.mean(axis=0), M.shape)
-    raise ValueError(f"attack: unknown attack {attack!r}; allowed: none, reverse, directional, random, omniscient")
 
 
 def sanitize(M: jax.Array) -> jax.Array:

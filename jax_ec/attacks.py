@@ -1,20 +1,24 @@
-"""Byzantine attacks and Byzantine placement.
+"""Byzantine attacks (one table, for sign votes and for real-valued messages) and Byzantine placement.
 
-A Byzantine worker replaces its honest local vote ``c_i`` (a vector in {−1, 0, +1}^d) by a message
-chosen by the adversary. Attacks (DESIGN.md §1):
+A Byzantine worker replaces its honest message by one chosen by the adversary: for election
+coding its local vote ``c_i`` (a vector in {−1, 0, +1}^d), for the real-valued baselines its mean
+gradient ``M_i``. :data:`ATTACK_TABLE` lists every attack with both forms, where they exist:
 
-* ``reverse``     — ``−c_i`` (the official code negates each partition sign, which negates the vote);
-* ``directional`` — a constant vector ``direction · 1`` (CIFAR script: −1, Amazon script: +1);
-* ``random``      — i.i.d. uniform ±1 per worker and coordinate (the official Amazon script,
-  ``amazon_employer/MPI_main.py``, ``attackType = 0``);
-* ``random_per_partition`` — a uniform ±1 per held partition and coordinate, and the sign of
-  their sum (the official CIFAR script, ``cifar10/main.py``, ``--attack_type random``): a worker
-  holding ``L_i`` partitions sends ``sign(2·X − L_i)`` with ``X ~ Binomial(L_i, 1/2)``, so a worker
-  of even load sends 0 with probability ``C(L_i, L_i/2) / 2^L_i``;
-* ``omniscient``  — ``−sign(Σ_j s_j)``: a vote against the true majority of all partition signs.
-* ``none``        — honest behaviour (the no-attack baseline).
+* ``none``        — honest behaviour (the no-attack baseline);
+* ``reverse``     — votes ``−c_i`` (the official code negates each partition sign, which negates the
+  vote); real ``−M_i``;
+* ``directional`` — a constant vector ``sign · 1`` (the attack's sign: the CIFAR script −1, the Amazon
+  script +1), for votes and real messages alike;
+* ``random``      — votes: i.i.d. uniform ±1 per worker and coordinate (the official Amazon script,
+  ``amazon_employer/MPI_main.py``, ``attackType = 0``); real: i.i.d. N(0, 1);
+* ``random_per_partition`` — votes only: a uniform ±1 per held partition and coordinate, and the
+  sign of their sum (the official CIFAR script, ``cifar10/main.py``, ``--attack_type random``): a
+  worker holding ``L_i`` partitions sends ``sign(2·X − L_i)`` with ``X ~ Binomial(L_i, 1/2)``, so
+  a worker of even load sends 0 with probability ``C(L_i, L_i/2) / 2^L_i``. It has no real form;
+* ``omniscient``  — votes ``−sign(Σ_j s_j)``, against the true majority of all partition signs (NaN
+  signs count as 0); real ``−(mean of all partition gradients)``.
 
-Placement of the ``b`` Byzantine workers:
+Placement of the ``b`` Byzantine workers (``b`` may be an array: one compiled program serves every b):
 
 * ``uniform``     — ``b`` distinct workers drawn uniformly per trial, fixed for the run (the paper);
 * ``most_loaded`` — the ``b`` workers with the largest loads (code-aware adversary; ties to the
@@ -24,26 +28,16 @@ Placement of the ``b`` Byzantine workers:
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS", "attack_messages",
-           "binomial_half_sign", "uniform_placement", "most_loaded_placement", "byzantine_mask",
-           "check_attack"]
+from . import _checks
 
-ATTACKS: tuple[str, ...] = ("none", "reverse", "directional", "random", "random_per_partition", "omniscient")
-PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step")
-# Attacks whose messages need randomness.
-RANDOM_ATTACKS: frozenset[str] = frozenset({"random", "random_per_partition"})
-# Attacks that only have a sign form (votes), with no real-valued message of their own.
-SIGN_ONLY_ATTACKS: frozenset[str] = frozenset({"random_per_partition"})
-
-
-def check_attack(attack: object, field: str = "attack") -> str:
-    """Return ``attack`` if it names a known attack, else raise one clear ``ValueError``."""
-    if attack not in ATTACKS:
-        raise ValueError(f"{field}: unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
-    return str(attack)
+__all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS",
+           "attack_messages", "real_attack_messages", "binomial_half_sign", "uniform_placement",
+           "most_loaded_placement", "byzantine_mask", "check_attack"]
 
 
 def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], max_load: int) -> jax.Array:
@@ -66,36 +60,120 @@ def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], 
     return jnp.sign(2 * count - load).astype(jnp.float32)
 
 
+# ------------------------------------------------------------------------------------------------
+# Sign messages: (C, S, key, sign, loads, reduce) -> (n, d), what every worker sends if Byzantine.
+# C: honest local votes (n, d); S: partition signs (k, d); loads (n,); reduce sums partial counts
+# over devices when S holds only this device's partitions.
+
+
+def _vote_none(C, S, key, sign, loads, reduce):
+    return C
+
+
+def _vote_reverse(C, S, key, sign, loads, reduce):
+    return -C
+
+
+def _vote_directional(C, S, key, sign, loads, reduce):
+    return jnp.broadcast_to(jnp.asarray(sign, C.dtype), C.shape)
+
+
+def _vote_random(C, S, key, sign, loads, reduce):
+    return jax.random.rademacher(key, C.shape, dtype=C.dtype)
+
+
+def _vote_random_per_partition(C, S, key, sign, loads, reduce):
+    if reduce is not None:
+        raise ValueError("attack: random_per_partition needs every partition on one device (gather first)")
+    return binomial_half_sign(key, loads[:, None], C.shape, max_load=S.shape[0]).astype(C.dtype)
+
+
+def _vote_omniscient(C, S, key, sign, loads, reduce):
+    counts = jnp.ones((S.shape[0],), S.dtype) @ jnp.where(jnp.isnan(S), 0.0, S)
+    truth = jnp.sign(counts if reduce is None else reduce(counts))
+    return jnp.broadcast_to(-truth, C.shape)
+
+
+# Real messages: (M, grads, key, sign) -> (n, d). M: honest worker means (n, d); grads (k, d).
+
+
+def _real_none(M, grads, key, sign):
+    return M
+
+
+def _real_reverse(M, grads, key, sign):
+    return -M
+
+
+def _real_directional(M, grads, key, sign):
+    return jnp.broadcast_to(jnp.asarray(sign, M.dtype), M.shape)
+
+
+def _real_random(M, grads, key, sign):
+    return jax.random.normal(key, M.shape, M.dtype)
+
+
+def _real_omniscient(M, grads, key, sign):
+    return jnp.broadcast_to(-grads.mean(axis=0), M.shape)
+
+
+class Attack(NamedTuple):
+    """One attack: its vote message, its real-valued message (None: no such form), whether it needs
+    random numbers, and whether its message at a coordinate depends on that coordinate's values
+    alone (then the fused vote and the touched-coordinates formulation can run it)."""
+    name: str
+    vote: Callable
+    real: Callable | None
+    random: bool
+    coordinatewise: bool
+
+
+ATTACK_TABLE: dict[str, Attack] = {a.name: a for a in (
+    Attack("none", _vote_none, _real_none, False, True),
+    Attack("reverse", _vote_reverse, _real_reverse, False, True),
+    Attack("directional", _vote_directional, _real_directional, False, True),
+    Attack("random", _vote_random, _real_random, True, False),
+    Attack("random_per_partition", _vote_random_per_partition, None, True, False),
+    Attack("omniscient", _vote_omniscient, _real_omniscient, False, True),
+)}
+ATTACKS: tuple[str, ...] = tuple(ATTACK_TABLE)
+PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step")
+RANDOM_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.random)
+SIGN_ONLY_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.real is None)
+COORDINATEWISE_ATTACKS: tuple[str, ...] = tuple(a for a, x in ATTACK_TABLE.items() if x.coordinatewise)
+
+
+def check_attack(attack: object, field: str = "attack") -> str:
+    """Return ``attack`` if it names a known attack, else raise one clear ``ValueError``."""
+    return _checks.one_of(field, attack, ATTACKS, what="attack")
+
+
 def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | None,
-                    direction: int | jax.Array = 1, reduce=None, loads: jax.Array | None = None) -> jax.Array:
+                    sign: int | jax.Array = 1, reduce=None, loads: jax.Array | None = None) -> jax.Array:
     """What every worker would send if it were Byzantine, shape ``(n, d)`` like the honest votes ``C``.
 
-    ``S`` (k, d) holds the partition signs (used by the omniscient attack; NaN signs count as 0);
-    ``key`` is needed only by the random attacks, ``loads`` (n,) only by ``random_per_partition``.
-    The caller keeps the honest votes of honest workers. ``reduce`` sums partial counts over
-    devices when ``S`` holds only this device's partitions (see :func:`jax_ec.election.election`).
+    ``S`` (k, d) holds the partition signs; ``key`` is needed only by the random attacks, ``loads``
+    (n,) only by ``random_per_partition``; ``sign`` is the directional attack's ±1. The caller keeps
+    the honest votes of honest workers.
     """
-    if attack == "none":
-        return C
-    if attack == "reverse":
-        return -C
-    if attack == "directional":
-        return jnp.broadcast_to(jnp.asarray(direction, C.dtype), C.shape)
-    if attack == "random":
-        if key is None:
-            raise ValueError("key: the random attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
-        return jax.random.rademacher(key, C.shape, dtype=C.dtype)
-    if attack == "random_per_partition":
-        if key is None or loads is None:
-            raise ValueError("key: the random_per_partition attack needs a PRNG key and the workers' loads")
-        if reduce is not None:
-            raise ValueError("attack: random_per_partition needs every partition on one device (gather first)")
-        return binomial_half_sign(key, loads[:, None], C.shape, max_load=S.shape[0]).astype(C.dtype)
-    if attack == "omniscient":
-        counts = jnp.ones((S.shape[0],), S.dtype) @ jnp.where(jnp.isnan(S), 0.0, S)
-        truth = jnp.sign(counts if reduce is None else reduce(counts))
-        return jnp.broadcast_to(-truth, C.shape)
-    raise ValueError(f"attack: unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
+    entry = ATTACK_TABLE[check_attack(attack)]
+    if entry.random and key is None:
+        raise ValueError(f"key: the {attack} attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
+    if attack == "random_per_partition" and loads is None:
+        raise ValueError("loads: the random_per_partition attack needs the workers' loads")
+    return entry.vote(C, S, key, sign, loads, reduce)
+
+
+def real_attack_messages(attack: str, M: jax.Array, grads: jax.Array, key: jax.Array | None,
+                         sign: int | jax.Array = 1) -> jax.Array:
+    """What every worker would send if it were Byzantine, for real-valued schemes (n, d)."""
+    entry = ATTACK_TABLE[check_attack(attack)]
+    if entry.real is None:
+        raise ValueError(f"attack: {attack!r} has no real-valued form; allowed: "
+                         f"{', '.join(a for a in ATTACKS if a not in SIGN_ONLY_ATTACKS)}")
+    if entry.random and key is None:
+        raise ValueError(f"key: the {attack} attack needs a PRNG key")
+    return entry.real(M, grads, key, sign)
 
 
 def _lowest_ranked(scores: jax.Array, b: int | jax.Array) -> jax.Array:
@@ -116,8 +194,7 @@ def most_loaded_placement(G: jax.Array, b: int | jax.Array) -> jax.Array:
 
 def byzantine_mask(placement: str, key: jax.Array, G: jax.Array, b: int | jax.Array) -> jax.Array:
     """Byzantine set for a trial (``per_step`` gives the first step's set; redraw with the step key)."""
+    placement = _checks.one_of("placement", placement, PLACEMENTS, what="placement")
     if placement in ("uniform", "per_step"):
         return uniform_placement(key, G.shape[0], b)
-    if placement == "most_loaded":
-        return most_loaded_placement(G, b)
-    raise ValueError(f"placement: unknown placement {placement!r}; allowed: {', '.join(PLACEMENTS)}")
+    return most_loaded_placement(G, b)

@@ -1,24 +1,27 @@
 """Checkpoints of a running experiment, so that a killed run resumes where it stopped.
 
-Layout: ``<out_dir>/checkpoints/<scheme>.npz``, one file per scheme, each a plain ``np.savez``
-archive (no pickle) holding
+Layout: ``<out_dir>/checkpoints/group<i>.npz``, one file per group of schemes that run as one
+compiled call (:func:`jax_ec.plan.group_schemes`), each a plain ``np.savez`` archive (no pickle)
+holding
 
-* ``__meta__``: UTF-8 JSON (format version, config fingerprint, scheme, trial ids, evaluation
-  chunks done, step reached, whether the scheme finished, the jax/jax_ec versions and backend);
-* ``metric`` ``(T, c + 1)`` and ``wall`` ``(c + 1,)``: the curves recorded so far (step 0 and the
-  ``c`` chunks done);
-* while the scheme runs: ``leaf_0 … leaf_{L-1}``, the flattened leaves of the trial-batched trainer
-  state after chunk ``c``. The pytree structure is not stored: it is rebuilt from
-  ``jax.eval_shape`` of the scheme's init (nothing runs or compiles), and every leaf's shape and
-  dtype are checked against it;
-* once the scheme finished: ``G`` ``(T, n, k)`` and ``byzantine`` ``(T, n)``, what ``run.json``
+* ``__meta__``: UTF-8 JSON (format version, config fingerprint, the group's schemes, trial ids,
+  evaluation chunks done, step reached, whether the group finished, the jax/jax_ec versions and
+  backend);
+* ``metric`` ``(P, c + 1)`` and ``wall`` ``(c + 1,)``: the curves recorded so far for the group's P
+  (scheme, trial) pairs (step 0 and the ``c`` chunks done);
+* while the group runs: ``leaf_0 … leaf_{L-1}``, the flattened leaves of the pair-batched state
+  after chunk ``c``. The pytree structure is not stored: it is rebuilt from ``jax.eval_shape`` of
+  the group's init (nothing runs or compiles), and every leaf's shape and dtype are checked
+  against it;
+* once the group finished: ``G`` ``(P, n, k)`` and ``byzantine`` ``(P, n)``, what ``run.json``
   reports per trial (the state itself is dropped).
 
 Every file is written to a temporary file in the same folder, flushed, fsynced and
 ``os.replace``-d onto its name, so a kill at any instant leaves either the previous checkpoint or
 the new one, never a torn file. A checkpoint written for another config is refused
 (:class:`CheckpointError`): the fingerprint is the SHA-256 of the resolved config (all fields but
-``out_dir``) plus the contents of the files it names (``task.data_path``, ``schemes[].matrix``).
+``out_dir`` and ``runtime``) plus the contents of the files it names (``task.data_path``,
+``schemes[].matrix``).
 Resuming continues from the same chunk boundary with the same compiled chunk function, so the
 finished run's metrics equal an uninterrupted run's bit for bit (only wall times differ).
 """
@@ -29,7 +32,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +40,14 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from ._io import save_npz_atomic
 from .config import ConfigError, ExperimentConfig, config_to_dict
 
-__all__ = ["CHECKPOINT_DIR", "FORMAT_VERSION", "DEFAULT_EVERY_S", "CheckpointError", "SchemeCheckpoint", "Checkpointer",
-           "config_fingerprint", "save_npz_atomic"]
+__all__ = ["CHECKPOINT_DIR", "FORMAT_VERSION", "DEFAULT_EVERY_S", "CheckpointError", "GroupCheckpoint", "Checkpointer",
+           "config_fingerprint"]
 
 CHECKPOINT_DIR = "checkpoints"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Seconds between two checkpoints of a running scheme. Writing after every chunk would cost a third
 # of the default Amazon job's time (10 trials × 190 MB of momenta per write); with a minute between
 # writes a kill loses at most about a minute of work, and runs shorter than that write only the
@@ -70,12 +73,12 @@ def _file_digest(path: str) -> str | None:
 def config_fingerprint(cfg: ExperimentConfig) -> str:
     """SHA-256 of the resolved config and of the files it names.
 
-    Leaves out ``out_dir`` and ``mesh`` (the results do not depend on the devices: a run may
-    resume on another mesh).
+    Leaves out ``out_dir`` and ``runtime`` (the results do not depend on how the run executes or on
+    the devices: a run may resume with other execution choices or on another mesh).
     """
     data = config_to_dict(cfg)
     data.pop("out_dir", None)
-    data.pop("mesh", None)
+    data.pop("runtime", None)
     files = {}
     if cfg.task.data_path is not None:
         files["task.data_path"] = _file_digest(cfg.task.data_path)
@@ -86,43 +89,18 @@ def config_fingerprint(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez(path, **arrays)`` through a temporary file, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable (best effort; not all file systems allow it)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 @dataclass
-class SchemeCheckpoint:
-    """What a scheme's checkpoint holds, restored."""
-    scheme: str
+class GroupCheckpoint:
+    """What a group's checkpoint holds, restored."""
+    group: str
     chunks_done: int           # evaluation chunks completed: metric has chunks_done + 1 columns
     steps_done: int
-    metric: np.ndarray         # (T, chunks_done + 1)
+    metric: np.ndarray         # (P, chunks_done + 1)
     wall: np.ndarray           # (chunks_done + 1,)
     finished: bool
-    state: Any = None          # trial-batched trainer state (unfinished schemes)
-    G: np.ndarray | None = None            # (T, n, k) (finished schemes)
-    byzantine: np.ndarray | None = None    # (T, n) (finished schemes)
+    state: Any = None          # pair-batched state (unfinished groups)
+    G: np.ndarray | None = None            # (P, n, k) (finished groups)
+    byzantine: np.ndarray | None = None    # (P, n) (finished groups)
 
 
 def _meta_array(meta: dict) -> np.ndarray:
@@ -132,8 +110,8 @@ def _meta_array(meta: dict) -> np.ndarray:
 class Checkpointer:
     """Reads and writes the checkpoints of one experiment under ``<out_dir>/checkpoints/``.
 
-    ``every_s``: after an evaluation chunk the scheme's state is written when at least ``every_s``
-    seconds passed since the scheme started or was last written (0: after every chunk); a scheme's
+    ``every_s``: after an evaluation chunk the group's state is written when at least ``every_s``
+    seconds passed since the group started or was last written (0: after every chunk); a group's
     end is always written.
     """
 
@@ -149,8 +127,8 @@ class Checkpointer:
         self.writer = jax.process_index() == 0
 
     # ------------------------------------------------------------------ files
-    def path(self, scheme: str) -> Path:
-        return self.directory / f"{scheme}.npz"
+    def path(self, group: str) -> Path:
+        return self.directory / f"{group}.npz"
 
     def existing(self) -> list[Path]:
         return sorted(self.directory.glob("*.npz")) if self.directory.is_dir() else []
@@ -185,59 +163,59 @@ class Checkpointer:
             shutil.rmtree(self.directory)
 
     # ------------------------------------------------------------------ writing
-    def _meta(self, scheme: str, trial_ids: np.ndarray, chunks_done: int, steps_done: int,
+    def _meta(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, chunks_done: int, steps_done: int,
               finished: bool, num_leaves: int) -> dict:
         from . import __version__
-        return {"format": FORMAT_VERSION, "fingerprint": self.fingerprint, "scheme": scheme,
+        return {"format": FORMAT_VERSION, "fingerprint": self.fingerprint, "group": group, "schemes": list(schemes),
                 "trial_ids": [int(t) for t in trial_ids], "chunks_done": int(chunks_done),
                 "steps_done": int(steps_done), "finished": bool(finished), "num_leaves": int(num_leaves),
                 "jax": jax.__version__, "jax_ec": __version__, "backend": jax.default_backend()}
 
-    def start(self, scheme: str, now: float) -> None:
-        """The scheme starts (or resumes) running at ``now``: the interval counts from here."""
-        self._last_save[scheme] = now
+    def start(self, group: str, now: float) -> None:
+        """The group starts (or resumes) running at ``now``: the interval counts from here."""
+        self._last_save[group] = now
 
-    def due(self, scheme: str, now: float) -> bool:
-        """Whether a checkpoint of the running scheme should be written after the chunk ending ``now``."""
-        last = self._last_save.get(scheme)
+    def due(self, group: str, now: float) -> bool:
+        """Whether a checkpoint of the running group should be written after the chunk ending ``now``."""
+        last = self._last_save.get(group)
         return last is None or now - last >= self.every_s
 
-    def saved_step(self, scheme: str) -> int | None:
-        """The step of the scheme's state checkpoint on disk (written or resumed from), if any."""
-        return self._saved_step.get(scheme)
+    def saved_step(self, group: str) -> int | None:
+        """The step of the group's state checkpoint on disk (written or resumed from), if any."""
+        return self._saved_step.get(group)
 
-    def save_progress(self, scheme: str, trial_ids: np.ndarray, state: Any, metric: np.ndarray,
-                      wall: np.ndarray, chunks_done: int, steps_done: int, now: float) -> None:
+    def save_progress(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, state: Any,
+                      metric: np.ndarray, wall: np.ndarray, chunks_done: int, steps_done: int, now: float) -> None:
         if not self.writer:
-            self._last_save[scheme], self._saved_step[scheme] = now, int(steps_done)
+            self._last_save[group], self._saved_step[group] = now, int(steps_done)
             return
         leaves = [np.asarray(x) for x in jax.device_get(jax.tree.leaves(state))]
         arrays = {f"leaf_{i}": x for i, x in enumerate(leaves)}
         arrays.update(metric=np.asarray(metric), wall=np.asarray(wall, np.float64),
-                      __meta__=_meta_array(self._meta(scheme, trial_ids, chunks_done, steps_done, False,
+                      __meta__=_meta_array(self._meta(group, schemes, trial_ids, chunks_done, steps_done, False,
                                                       len(leaves))))
-        save_npz_atomic(self.path(scheme), arrays)
-        self._last_save[scheme] = now
-        self._saved_step[scheme] = int(steps_done)
+        save_npz_atomic(self.path(group), arrays)
+        self._last_save[group] = now
+        self._saved_step[group] = int(steps_done)
 
-    def save_finished(self, scheme: str, trial_ids: np.ndarray, metric: np.ndarray, wall: np.ndarray,
-                      G: np.ndarray, byzantine: np.ndarray, chunks_done: int, steps_done: int) -> None:
+    def save_finished(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, metric: np.ndarray,
+                      wall: np.ndarray, G: np.ndarray, byzantine: np.ndarray, chunks_done: int, steps_done: int) -> None:
         if not self.writer:
             return
-        save_npz_atomic(self.path(scheme), {
+        save_npz_atomic(self.path(group), {
             "metric": np.asarray(metric), "wall": np.asarray(wall, np.float64), "G": np.asarray(G),
             "byzantine": np.asarray(byzantine),
-            "__meta__": _meta_array(self._meta(scheme, trial_ids, chunks_done, steps_done, True, 0))})
+            "__meta__": _meta_array(self._meta(group, schemes, trial_ids, chunks_done, steps_done, True, 0))})
 
     # ------------------------------------------------------------------ reading
-    def load(self, scheme: str, trial_ids: np.ndarray, num_chunks: int,
-             abstract_state: Callable[[], Any]) -> SchemeCheckpoint | None:
-        """The scheme's checkpoint, or ``None`` when there is none.
+    def load(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, num_chunks: int,
+             abstract_state: Callable[[], Any]) -> GroupCheckpoint | None:
+        """The group's checkpoint, or ``None`` when there is none.
 
-        ``abstract_state()`` returns the ``jax.eval_shape`` of the scheme's initial state; it is
-        called only for an unfinished scheme and gives the pytree structure to restore into.
+        ``abstract_state()`` returns the ``jax.eval_shape`` of the group's initial state; it is
+        called only for an unfinished group and gives the pytree structure to restore into.
         """
-        path = self.path(scheme)
+        path = self.path(group)
         if not path.is_file():
             return None
         meta, arrays = self._read(path)
@@ -247,32 +225,33 @@ class Checkpointer:
 
         if meta.get("fingerprint") != self.fingerprint:
             raise refuse("was written for a different config")
-        if meta.get("scheme") != scheme or meta.get("trial_ids") != [int(t) for t in trial_ids]:
-            raise refuse(f"holds scheme {meta.get('scheme')!r} trials {meta.get('trial_ids')}, "
-                         f"not scheme {scheme!r} trials {[int(t) for t in trial_ids]}")
+        if meta.get("schemes") != list(schemes) or meta.get("trial_ids") != [int(t) for t in trial_ids]:
+            raise refuse(f"holds schemes {meta.get('schemes')} trials {meta.get('trial_ids')}, "
+                         f"not schemes {list(schemes)} trials {[int(t) for t in trial_ids]}")
         chunks = int(meta["chunks_done"])
-        if not 0 <= chunks <= num_chunks or arrays["metric"].shape != (len(trial_ids), chunks + 1):
+        pairs = len(schemes) * len(trial_ids)
+        if not 0 <= chunks <= num_chunks or arrays["metric"].shape != (pairs, chunks + 1):
             raise refuse(f"holds {chunks} evaluation chunks with metric shape {arrays['metric'].shape}, "
-                         f"inconsistent with this run's {num_chunks} chunks of {len(trial_ids)} trials")
+                         f"inconsistent with this run's {num_chunks} chunks of {pairs} (scheme, trial) pairs")
         if meta.get("jax") != jax.__version__ or meta.get("backend") != jax.default_backend():
             warnings.warn(f"checkpoint {str(path)!r} was written with jax {meta.get('jax')} on "
                           f"{meta.get('backend')}; resuming with jax {jax.__version__} on {jax.default_backend()} "
                           "may make the rest of the run differ in the last float bits from an uninterrupted run",
                           RuntimeWarning, stacklevel=3)
-        common = dict(scheme=scheme, chunks_done=chunks, steps_done=int(meta["steps_done"]),
+        common = dict(group=group, chunks_done=chunks, steps_done=int(meta["steps_done"]),
                       metric=arrays["metric"], wall=arrays["wall"], finished=bool(meta["finished"]))
         if meta["finished"]:
-            return SchemeCheckpoint(**common, G=arrays["G"], byzantine=arrays["byzantine"])
+            return GroupCheckpoint(**common, G=arrays["G"], byzantine=arrays["byzantine"])
         abstract = abstract_state()
         shapes, treedef = jax.tree.flatten(abstract)
         leaves = [arrays.get(f"leaf_{i}") for i in range(len(shapes))]
         if meta.get("num_leaves") != len(shapes) or any(x is None for x in leaves):
-            raise refuse(f"holds {meta.get('num_leaves')} state arrays; this scheme's state has {len(shapes)}")
+            raise refuse(f"holds {meta.get('num_leaves')} state arrays; this group's state has {len(shapes)}")
         for i, (x, s) in enumerate(zip(leaves, shapes)):
             if x.shape != tuple(s.shape) or x.dtype != s.dtype:
                 raise refuse(f"state array {i} is {x.dtype}{list(x.shape)}, expected {s.dtype}{list(s.shape)}")
         # Fresh device buffers (copies: the chunk function donates its input state).
         state = jax.tree.unflatten(treedef, [jax.numpy.array(x, dtype=s.dtype, copy=True)
                                              for x, s in zip(leaves, shapes)])
-        self._saved_step[scheme] = int(meta["steps_done"])
-        return SchemeCheckpoint(**common, state=state)
+        self._saved_step[group] = int(meta["steps_done"])
+        return GroupCheckpoint(**common, state=state)

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.smoke:
                 cfg = smoke_config(cfg)
             from .experiment import DivergenceError, run_experiment
+            from .runtime import use_host_cores
+            use_host_cores()   # the CPU's cores as devices: runtime.mesh.trials auto spreads trials over them
             try:
                 command = shlex.join(["jax-ec", *(sys.argv[1:] if argv is None else argv)])
                 result = run_experiment(cfg, args.out, progress_bar=not args.no_progress, resume=args.resume,

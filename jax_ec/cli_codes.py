@@ -86,7 +86,8 @@ def _b_of(args: argparse.Namespace, n: int) -> int:
 def run_codes(args: argparse.Namespace) -> int:
     """Run a ``codes`` subcommand; prints its table. Errors propagate as ValueError/FileNotFoundError."""
     from .analysis import bernoulli as stats
-    from .analysis.verify import max_tolerance, plot_margin_histogram, verify_report
+    from .analysis import report
+    from .analysis.verify import max_tolerance
 
     if args.codes_command == "show":
         G = _code(args)
@@ -96,20 +97,19 @@ def run_codes(args: argparse.Namespace) -> int:
               f"loads {loads.tolist()}, largest perfectly tolerated b = {max_tolerance(G)}")
     elif args.codes_command == "verify":
         G = _code(args)
-        print(verify_report(G, args.b))
+        print(report.verify_report(G, args.b))
         if args.plot:
-            plot_margin_histogram(args.plot, G, args.b)
+            report.plot_margin_histogram(args.plot, G, args.b)
             print(f"plot written to {args.plot}")
     elif args.codes_command == "design":
-        from .analysis.design import design_table, plot_redundancy
         r_min = None
         if args.min:
             from .analysis.search import min_redundancy
             r_min = {(n, b): min_redundancy(n, b).redundancy for n in args.n for b in args.b
                      if 2 * b < n and n <= 7}
-        print(design_table(args.n, args.b, r_min=r_min))
+        print(report.design_table(args.n, args.b, r_min=r_min))
         if args.plot:
-            plot_redundancy(args.plot, args.n, tuple(args.b), r_min=r_min)
+            report.plot_redundancy(args.plot, args.n, tuple(args.b), r_min=r_min)
             print(f"plot written to {args.plot}")
     elif args.codes_command == "estimate":
         sign = args.sign_model
@@ -123,22 +123,22 @@ def run_codes(args: argparse.Namespace) -> int:
                     est = stats.failure_probability(args.seed, n, p, b, attack=args.attack, draws=args.draws,
                                                     patterns_per_draw=args.patterns, sign_model=sign)
                     rows.append({"n": n, "p": p, "b": b, "attack": args.attack, "estimate": est})
-            print(stats.estimate_table(rows))
+            print(report.estimate_table(rows))
         elif args.what == "smallest-p":
             ps = [stats.smallest_p(args.seed, n, args.target, b=_b_of(args, n), attack=args.attack,
                                    draws=args.draws, patterns_per_draw=args.patterns, sign_model=sign)
                   for n in args.n]
-            print(stats.smallest_p_table(args.n, ps))
+            print(report.smallest_p_table(args.n, ps))
             if args.plot:
-                stats.plot_smallest_p(args.plot, args.n, ps, title=f"target {args.target}, attack {args.attack}")
+                report.plot_smallest_p(args.plot, args.n, ps, title=f"target {args.target}, attack {args.attack}")
                 print(f"plot written to {args.plot}")
         else:
             for n in args.n:
                 for p in args.p:
                     ests = stats.load_deviation_curve(args.seed, n, p, args.eps, draws=args.draws)
-                    print(stats.load_deviation_table(n, p, args.eps, ests))
+                    print(report.load_deviation_table(n, p, args.eps, ests))
                     if args.plot:
-                        stats.plot_load_deviation(args.plot, n, p, args.eps, key=args.seed, draws=args.draws,
+                        report.plot_load_deviation(args.plot, n, p, args.eps, key=args.seed, draws=args.draws,
                                                   estimates=ests)
                         print(f"plot written to {args.plot}")
     return 0

@@ -37,10 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "uncoded",
     "bernoulli",
     "draw_bernoulli",
+    "draw_code",
     "paper_code_n5",
     "draco",
     "from_matrix",
@@ -80,44 +83,49 @@ def validate_allocation(G: object, n: int | None = None, k: int | None = None,
     return arr.astype(np.int8)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: got {value!r}; expected an integer >= 1")
-    return int(value)
-
-
 def uncoded(n: int) -> np.ndarray:
     """``G = I_n``: each worker holds its own partition (SignSGD-MV, redundancy 1)."""
-    n = _check_positive_int("n", n)
+    n = _checks.integer("n", n, 1)
     return np.eye(n, dtype=np.int8)
 
 
 def draw_bernoulli(key: jax.Array, n: int, k: int, p: float | jax.Array,
-                   nonempty_rows: bool = False) -> jax.Array:
+                   nonempty_rows: bool | jax.Array = False) -> jax.Array:
     """Draw ``G[i, j] ~ Bernoulli(p)`` i.i.d. (shape ``(n, k)``, float32 0/1), jit- and vmap-safe.
 
     With ``nonempty_rows`` the whole matrix is redrawn until every worker holds at least one
     partition (the paper's CIFAR script does this); the expected number of redraws is
-    ``1 / (1 - (1 - p)^k)^n``. ``p`` may be traced (a per-trial value).
+    ``1 / (1 - (1 - p)^k)^n``. ``p`` and ``nonempty_rows`` may be traced (per-trial values).
     """
     def draw(key: jax.Array) -> jax.Array:
         return jax.random.bernoulli(key, p, (n, k)).astype(jnp.float32)
 
-    if not nonempty_rows:
+    if isinstance(nonempty_rows, (bool, np.bool_)) and not nonempty_rows:
         return draw(key)
+    loop_key, sub = jax.random.split(key)
+    first = draw(sub) if isinstance(nonempty_rows, (bool, np.bool_)) else jnp.where(nonempty_rows, draw(sub), draw(key))
 
     def has_empty_row(carry):
         _, G = carry
-        return jnp.any(G.sum(axis=1) == 0)
+        return jnp.asarray(nonempty_rows) & jnp.any(G.sum(axis=1) == 0)
 
     def redraw(carry):
         key, _ = carry
         key, sub = jax.random.split(key)
         return key, draw(sub)
 
-    key, sub = jax.random.split(key)
-    _, G = jax.lax.while_loop(has_empty_row, redraw, (key, draw(sub)))
+    _, G = jax.lax.while_loop(has_empty_row, redraw, (loop_key, first))
     return G
+
+
+def draw_code(key: jax.Array, params) -> jax.Array:
+    """A trial's allocation matrix (float32 (n, k)) from a scheme's parameters
+    (:class:`jax_ec.core.SchemeParams`): a Bernoulli draw (``params.bernoulli``: probability
+    ``params.p``, redrawn while a row is empty if ``params.nonempty_rows``) or the fixed
+    ``params.G``; all of them data, so fixed and random codes share one compiled program."""
+    n, k = params.G.shape
+    drawn = draw_bernoulli(key, n, k, params.p, params.nonempty_rows)
+    return jnp.where(params.bernoulli, drawn, jnp.asarray(params.G, jnp.float32))
 
 
 def bernoulli(seed: int, n: int, r: float, k: int | None = None,
@@ -127,8 +135,8 @@ def bernoulli(seed: int, n: int, r: float, k: int | None = None,
     The realised redundancy ``redundancy(G)`` is random with mean ``k·p`` (= r when k = n); read it
     off the returned matrix. Same draw as :func:`draw_bernoulli` with ``jax.random.PRNGKey(seed)``.
     """
-    n = _check_positive_int("n", n)
-    k = n if k is None else _check_positive_int("k", k)
+    n = _checks.integer("n", n, 1)
+    k = n if k is None else _checks.integer("k", k, 1)
     if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)) or not (0 < r <= n):
         raise ValueError(f"r: got {r!r}; expected a redundancy in (0, n] = (0, {n}]")
     G = draw_bernoulli(jax.random.PRNGKey(int(seed)), n, k, float(r) / n, bool(nonempty_rows))
@@ -158,7 +166,7 @@ def draco(n: int, b: int) -> np.ndarray:
     ``b`` Byzantine workers cannot break — with DRACO's decoder (``aggregator: repetition``), not
     with the majority of local majorities, under which this layout is not b-tolerant. Redundancy: ``Σ_g size_g² / n`` (= 2b + 1 when 2b + 1 divides n).
     """
-    n = _check_positive_int("n", n)
+    n = _checks.integer("n", n, 1)
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b or 2 * b + 1 > n:
         raise ValueError(f"b: got {b!r}; the DRACO layout needs 0 <= b and 2b + 1 <= n = {n}")
     groups = n // (2 * b + 1)

@@ -1,41 +1,51 @@
 """Typed, frozen experiment configuration loaded from YAML.
 
-Every field is checked at the boundary, before anything compiles: an unknown key, a value of the
-wrong type or out of range raises one :class:`ConfigError` naming the field (dotted path), the
-value, and what is allowed (with the closest valid key for a typo).
+The schema is a set of pydantic models (unknown keys are refused); the values follow YAML with a
+few deliberate rules (an integer field takes ``3`` or ``3.0`` or ``"1e3"`` but not ``true``; a
+boolean field takes ``true/false/yes/no`` but not ``2``; a float is finite). Every problem,
+whether pydantic's or one of the cross-field rules of :meth:`ExperimentConfig.validate`, raises
+one :class:`ConfigError` naming the field (dotted path), the value and what is allowed, before
+anything compiles.
 
 A config names the task, the simulated cluster (n workers, b Byzantine, attack, placement), the
-schemes to compare (codes), the trials, the training length, the optimizer and the output folder.
-See ``configs/`` for examples and the README for the reference.
+schemes to compare (codes, optionally swept over a grid), the trials, the training length, the
+optimizer and the output folder: the science. How it runs (trial batching, the step loop, the vote
+kernel, the convolution rule, the touched-coordinates formulation, memory checks, the device mesh)
+lives apart under ``runtime:``; it never changes the numbers. See ``configs/`` for examples and the
+README for the reference.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import difflib
+import itertools
 import math
-import types
 import typing
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
+from . import _checks
 from .aggregators import AGGREGATORS, REAL_AGGREGATORS
 from .attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
 from .election import MAX_PARTITIONS, NOISE_MODELS
 
-__all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig",
-           "ExperimentConfig", "MeshConfig", "load_config", "config_from_dict", "config_to_dict",
-           "apply_overrides", "default_config_path", "smoke_config", "TASKS", "CODES", "PARTITIONINGS"]
+__all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig", "MeshConfig", "RuntimeConfig",
+           "ExperimentConfig", "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
+           "default_config_path", "smoke_config", "expand_sweeps", "SweptScheme", "TASKS", "CODES",
+           "PARTITIONINGS", "SWEEPABLE"]
 
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
-TRIAL_BATCHING = ("auto", "vmap", "map")
-STEP_LOOPS = ("auto", "scan", "python")
 CODES = ("uncoded", "bernoulli", "paper_n5", "draco", "matrix")
 PARTITIONINGS = ("shards", "split")
+# Keys that moved under runtime: (a clear error instead of "unknown key").
+_MOVED = {"fast_path": "runtime.formulation", "trial_batching": "runtime.trial_batching",
+          "step_loop": "runtime.step_loop", "memory_check": "runtime.memory_check", "mesh": "runtime.mesh"}
 
 
 class ConfigError(ValueError):
@@ -46,8 +56,88 @@ def _fail(path: str, value: Any, allowed: str) -> typing.NoReturn:
     raise ConfigError(f"{path}: got {value!r}; {allowed}")
 
 
-@dataclass(frozen=True)
-class TaskConfig:
+# ----------------------------------------------------------------------------------------------
+# Value types: how a YAML value becomes an int, a float, a bool, a tuple
+
+
+def _bad(what: str) -> PydanticCustomError:
+    return PydanticCustomError("jax_ec", what)
+
+
+def _to_int(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise _bad("expected an integer")
+    if isinstance(v, str):
+        try:
+            v = float(v)      # YAML 1.1 reads "1e3" (no dot) as a string
+        except ValueError:
+            raise _bad("expected an integer") from None
+    if isinstance(v, float):
+        if not (math.isfinite(v) and v.is_integer()):
+            raise _bad("expected an integer")
+        return int(v)
+    if not isinstance(v, int):
+        raise _bad("expected an integer")
+    return v
+
+
+def _to_float(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            v = float(v)      # YAML 1.1 reads "1e-4" (no dot) as a string
+        except ValueError:
+            raise _bad("expected a number") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad("expected a number")
+    if not math.isfinite(v):
+        raise _bad("expected a finite number")
+    return float(v)
+
+
+def _to_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return v.lower() in ("true", "yes", "1")
+    raise _bad("expected a boolean (true/false)")
+
+
+def _to_str(v: Any) -> Any:
+    if not isinstance(v, str):
+        raise _bad("expected a string")
+    return v
+
+
+def _to_tuple(v: Any) -> Any:
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return [v]       # a single value stands for a one-element list
+    if not isinstance(v, (list, tuple)):
+        raise _bad("expected a list")
+    return v
+
+
+def _to_mapping_list(v: Any) -> Any:
+    if isinstance(v, (dict, str, int, float)) and not isinstance(v, bool):
+        return [v]
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_to_int)]
+Float = Annotated[float, BeforeValidator(_to_float)]
+Bool = Annotated[bool, BeforeValidator(_to_bool)]
+Str = Annotated[str, BeforeValidator(_to_str)]
+IntTuple = Annotated[tuple[Int, ...], BeforeValidator(_to_tuple)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The schema
+
+
+class TaskConfig(_Section):
     """The learning task.
 
     ``amazon``: the paper's Amazon Employee Access logistic regression (test AUC); ``data_path``
@@ -59,21 +149,21 @@ class TaskConfig:
     ``augment`` (random crop + flip; default on for CIFAR); ``train_samples``/``test_samples``
     keep only the first samples (quick runs).
     """
-    name: str = "amazon"
-    data_path: str | None = None
-    n_train: int = 26325
-    num_samples: int = 4096
-    num_features: int = 16
-    num_classes: int = 4
-    hidden: tuple[int, ...] = (64,)
-    shuffle: bool = False
-    model: str | None = None
-    width: int | None = None
-    data_dir: str | None = None
-    download: bool = False
-    augment: bool | None = None
-    train_samples: int | None = None
-    test_samples: int | None = None
+    name: Str = "amazon"
+    data_path: Str | None = None
+    n_train: Int = 26325
+    num_samples: Int = 4096
+    num_features: Int = 16
+    num_classes: Int = 4
+    hidden: IntTuple = (64,)
+    shuffle: Bool = False
+    model: Str | None = None
+    width: Int | None = None
+    data_dir: Str | None = None
+    download: Bool = False
+    augment: Bool | None = None
+    train_samples: Int | None = None
+    test_samples: Int | None = None
 
     def validate(self, path: str) -> None:
         if self.name not in TASKS:
@@ -97,22 +187,21 @@ class TaskConfig:
                 _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (or null)")
 
 
-@dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(_Section):
     """Worker and master update rules.
 
     Workers (Amazon rule): each partition keeps a momentum ``m_j ← β m_j + (1 − β) g_j`` and votes
     with ``sign(m_j)`` (``worker_momentum = β``; 0 votes with the gradient sign).
     Master (CIFAR rule): ``u = v + λ θ`` (``weight_decay = λ``), heavy-ball ``h ← μ h + u``
     (``momentum = μ``; 0 disables it), ``θ ← θ − γ_t h``. The step size is ``lr`` multiplied by
-    ``lr_decay`` at every epoch listed in ``lr_boundaries`` (Amazon: 1e-3, then 1e-4 after epoch 1).
+    ``lr_decay`` at every epoch listed in ``lr_boundaries`` (:mod:`jax_ec.schedule`).
     """
-    lr: float = 1e-3
-    lr_boundaries: tuple[int, ...] = (1,)
-    lr_decay: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    worker_momentum: float = 0.9
+    lr: Float = 1e-3
+    lr_boundaries: IntTuple = (1,)
+    lr_decay: Float = 0.1
+    momentum: Float = 0.0
+    weight_decay: Float = 0.0
+    worker_momentum: Float = 0.9
 
     def validate(self, path: str) -> None:
         if not self.lr > 0:
@@ -129,8 +218,10 @@ class OptimConfig:
             _fail(f"{path}.weight_decay", self.weight_decay, "expected a value >= 0")
 
 
-@dataclass(frozen=True)
-class SchemeConfig:
+Sweep = dict[Str, Annotated[tuple[Any, ...], BeforeValidator(_to_tuple)]]
+
+
+class SchemeConfig(_Section):
     """One scheme to compare: a code (allocation) plus optional overrides of the attack and b.
 
     ``code``: ``uncoded`` (SignSGD-MV), ``bernoulli`` (needs ``r``; p = r/n; ``k`` partitions,
@@ -150,30 +241,36 @@ class SchemeConfig:
     fall at correspondingly more steps. ``noise_std``, ``noise_model`` and ``lr`` override the
     experiment's noise before the sign and step size for this scheme (real-valued baselines move by
     gradient magnitudes, sign schemes by ±1, so they usually want different step sizes).
+
+    ``sweep``: a grid over any of these fields, e.g. ``{b: [1, 2, 3], r: [2, 3]}``; the scheme
+    stands for one scheme per point, named ``name[b=1,r=2]`` (:func:`expand_sweeps`).
     """
-    name: str
-    code: str = "uncoded"
-    r: float | None = None
-    k: int | None = None
-    nonempty_rows: bool = False
-    matrix: Union[str, list, None] = None
-    attack: str | None = None
-    b: int | None = None
-    aggregator: str = "vote"
-    rho: float = 1.0
-    noise_std: float | None = None
-    noise_model: str | None = None
-    lr: float | None = None
+    name: Str
+    code: Str = "uncoded"
+    r: Float | None = None
+    k: Int | None = None
+    nonempty_rows: Bool = False
+    matrix: Union[Str, list, None] = None
+    attack: Str | None = None
+    b: Int | None = None
+    aggregator: Str = "vote"
+    rho: Float = 1.0
+    noise_std: Float | None = None
+    noise_model: Str | None = None
+    lr: Float | None = None
+    sweep: Sweep | None = None
 
 
-@dataclass(frozen=True)
-class TimeConfig:
-    """Simulated clock: ``t_iter = max_i load_i · t_partition + bits_per_coordinate · d / bandwidth``.
+SWEEPABLE: tuple[str, ...] = tuple(f for f in SchemeConfig.model_fields if f not in ("name", "sweep"))
+
+
+class TimeConfig(_Section):
+    """Simulated clock: ``t_iter = max_i load_i · ρ · t_partition + bits_per_coordinate · d / bandwidth``.
 
     ``bandwidth`` in bits per time unit; 0 means communication is free.
     """
-    t_partition: float = 1.0
-    bandwidth: float = 0.0
+    t_partition: Float = 1.0
+    bandwidth: Float = 0.0
 
     def validate(self, path: str) -> None:
         if not self.t_partition > 0:
@@ -182,28 +279,49 @@ class TimeConfig:
             _fail(f"{path}.bandwidth", self.bandwidth, "expected a value >= 0 (0: free communication)")
 
 
-@dataclass(frozen=True)
-class MeshConfig:
+class MeshConfig(_Section):
     """Devices a run spreads over (a ``jax.sharding.Mesh`` with axes ``trials`` × ``partitions``).
 
     ``trials``: devices the trials are split over (T need not divide: the last trial is repeated to
     fill the last device and the copies are dropped); ``partitions``: devices each trial's k
     partition gradients are split over (must divide k; the sign counts combine with a ``psum``).
-    Results do not depend on the mesh (tested), so a run may resume on another mesh.
-    On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` gives N host devices; across
-    hosts, call ``jax.distributed.initialize()`` first (README, "Scaling past one device").
+    ``trials: auto`` (the default) takes every device the partitions leave free, at most one per
+    (scheme, trial) pair (:func:`jax_ec.sharding.mesh_shape`). Results do not depend on the mesh
+    (tested), so a run may resume on another mesh. On the CPU, the ``jax-ec`` command gives JAX one
+    host device per available core (:func:`jax_ec.runtime.use_host_cores`); elsewhere
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` gives N host devices. Across hosts, call
+    ``jax.distributed.initialize()`` first (README, "Scaling past one device").
     """
-    trials: int = 1
-    partitions: int = 1
+    trials: Union[Literal["auto"], Int] = "auto"
+    partitions: Int = 1
 
     def validate(self, path: str) -> None:
-        for name in ("trials", "partitions"):
-            if getattr(self, name) < 1:
-                _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (devices along this axis)")
+        if self.trials != "auto" and self.trials < 1:
+            _fail(f"{path}.trials", self.trials, "expected 'auto' or an integer >= 1 (devices along this axis)")
+        if self.partitions < 1:
+            _fail(f"{path}.partitions", self.partitions, "expected an integer >= 1 (devices along this axis)")
 
-    @property
-    def size(self) -> int:
-        return self.trials * self.partitions
+
+class RuntimeConfig(_Section):
+    """How a run executes; every choice gives the same numbers (tested), only the time differs.
+
+    ``auto`` leaves a choice to :func:`jax_ec.runtime.choose` (by backend, task and scheme).
+    ``trial_batching``: ``vmap`` or ``map`` (``lax.map``) over the trials of a compiled call;
+    ``step_loop``: ``scan`` (steps inside one compiled call) or ``python`` (one call per step);
+    ``vote``: ``matmul`` (``sign(G @ S)``), ``fused`` (bit-packed signs), ``leafwise`` (fused,
+    parameter array by parameter array); ``conv_rule``: ``per_partition`` (one ordinary weight
+    gradient convolution per partition) or ``standard`` (JAX's batch-grouped convolution);
+    ``formulation``: ``dense`` or ``touched_coordinates`` (the exact Amazon formulation,
+    :mod:`jax_ec.sparse_logreg`, where it applies); ``memory_check``: refuse, before compiling, a
+    run whose certain memory needs exceed the device's; ``mesh``: the devices.
+    """
+    trial_batching: Literal["auto", "vmap", "map"] = "auto"
+    step_loop: Literal["auto", "scan", "python"] = "auto"
+    vote: Literal["auto", "matmul", "fused", "leafwise"] = "auto"
+    conv_rule: Literal["auto", "per_partition", "standard"] = "auto"
+    formulation: Literal["auto", "dense", "touched_coordinates"] = "auto"
+    memory_check: Bool = True
+    mesh: MeshConfig = MeshConfig()
 
 
 def _default_schemes() -> tuple[SchemeConfig, ...]:
@@ -214,45 +332,41 @@ def _default_schemes() -> tuple[SchemeConfig, ...]:
     )
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(_Section):
     """A whole experiment: schemes × trials on one task and one simulated cluster."""
-    name: str = "amazon_paper"
-    seed: int = 0
-    trials: int = 10
-    task: TaskConfig = field(default_factory=TaskConfig)
-    n: int = 15
-    b: int = 5
-    attack: str = "directional"
-    direction: int = 1
-    placement: str = "uniform"
-    noise_std: float = 0.0
-    noise_model: str = "per_copy"
-    partitioning: str = "shards"
-    batch_size: int = 225
-    epochs: int = 8
-    steps: int | None = None
-    eval_every: int = 39
-    eval_every_epochs: float | None = None
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    time: TimeConfig = field(default_factory=TimeConfig)
-    schemes: tuple[SchemeConfig, ...] = field(default_factory=_default_schemes)
-    target: float | None = 0.8
-    out_dir: str = "results/{name}"
-    fast_path: bool = True
-    trial_batching: str = "auto"
-    step_loop: str = "auto"
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    memory_check: bool = True
+    name: Str = "amazon_paper"
+    seed: Int = 0
+    trials: Int = 10
+    task: TaskConfig = TaskConfig()
+    n: Int = 15
+    b: Int = 5
+    attack: Str = "directional"
+    direction: Int = 1
+    placement: Str = "uniform"
+    noise_std: Float = 0.0
+    noise_model: Str = "per_copy"
+    partitioning: Str = "shards"
+    batch_size: Int = 225
+    epochs: Int = 8
+    steps: Int | None = None
+    eval_every: Int = 39
+    eval_every_epochs: Float | None = None
+    optim: OptimConfig = OptimConfig()
+    time: TimeConfig = TimeConfig()
+    schemes: Annotated[tuple[SchemeConfig, ...], BeforeValidator(_to_mapping_list)] = _default_schemes()
+    target: Float | None = 0.8
+    out_dir: Str = "results/{name}"
+    runtime: RuntimeConfig = RuntimeConfig()
 
     def validate(self) -> "ExperimentConfig":
-        """Check every field and cross-field constraint; return self."""
+        """Check every cross-field rule (and the swept schemes); return self."""
         for name in ("trials", "n", "batch_size", "epochs", "eval_every"):
             if getattr(self, name) < 1:
                 _fail(name, getattr(self, name), "expected an integer >= 1")
-        if not 0 <= self.seed < 2 ** 32:
-            _fail("seed", self.seed, "expected an integer >= 0 and < 2**32 (PRNGKey keeps 32 bits: larger "
-                  "seeds would repeat smaller ones)")
+        try:
+            _checks.seed("seed", self.seed)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         try:
             self.out_dir.format(name=self.name)
         except (KeyError, IndexError, ValueError) as exc:
@@ -275,23 +389,23 @@ class ExperimentConfig:
         if self.eval_every_epochs is not None and not self.eval_every_epochs > 0:
             _fail("eval_every_epochs", self.eval_every_epochs, "expected a number of epochs > 0 (or null to "
                   "evaluate every `eval_every` steps)")
-        if self.trial_batching not in TRIAL_BATCHING:
-            _fail("trial_batching", self.trial_batching, f"allowed: {', '.join(TRIAL_BATCHING)}")
-        if self.step_loop not in STEP_LOOPS:
-            _fail("step_loop", self.step_loop, f"allowed: {', '.join(STEP_LOOPS)}")
         if self.partitioning not in PARTITIONINGS:
             _fail("partitioning", self.partitioning, f"allowed: {', '.join(PARTITIONINGS)}")
         self.task.validate("task")
         self.optim.validate("optim")
         self.time.validate("time")
-        self.mesh.validate("mesh")
+        self.runtime.mesh.validate("runtime.mesh")
         if not self.schemes:
             _fail("schemes", [], "expected at least one scheme")
-        names = [s.name for s in self.schemes]
+        for i, s in enumerate(self.schemes):
+            if s.sweep is not None:
+                _validate_sweep(s, f"schemes[{i}]")
+        expanded = expand_sweeps(self.schemes)
+        names = [x.scheme.name for x in expanded]
         if len(set(names)) != len(names):
             _fail("schemes", names, "scheme names must be unique")
-        for i, s in enumerate(self.schemes):
-            self._validate_scheme(s, f"schemes[{i}]")
+        for x in expanded:
+            self._validate_scheme(x.scheme, x.path)
         return self
 
     def _validate_scheme(self, s: SchemeConfig, path: str) -> None:
@@ -366,8 +480,8 @@ class ExperimentConfig:
             if abs(batch - round(batch)) > 1e-9 or round(batch) < k or round(batch) % k:
                 _fail(f"{path}.rho", s.rho, f"the scheme's minibatch rho × batch_size = {s.rho} × {self.batch_size} "
                       f"= {batch:g} must be a whole number of samples that splits into k = {k} equal partitions")
-        if k % self.mesh.partitions:
-            _fail("mesh.partitions", self.mesh.partitions,
+        if k % self.runtime.mesh.partitions:
+            _fail("runtime.mesh.partitions", self.runtime.mesh.partitions,
                   f"must divide the k = {k} partitions of scheme {s.name!r} (allowed: "
                   f"{', '.join(str(m) for m in range(1, k + 1) if k % m == 0)})")
 
@@ -401,97 +515,140 @@ class ExperimentConfig:
         """How a scheme draws its noise before the sign (``per_copy`` or ``per_partition``)."""
         return self.noise_model if s.noise_model is None else s.noise_model
 
+    def expanded_schemes(self) -> list[SchemeConfig]:
+        """Every scheme, sweeps expanded (:func:`expand_sweeps`)."""
+        return [x.scheme for x in expand_sweeps(self.schemes)]
+
     def output_dir(self) -> Path:
         return Path(self.out_dir.format(name=self.name))
 
+    def replace(self, **changes: Any) -> "ExperimentConfig":
+        """A copy with ``changes`` (validated)."""
+        return config_from_dict({**config_to_dict(self), **{k: config_to_dict(v) for k, v in changes.items()}})
+
 
 # ----------------------------------------------------------------------------------------------
-# Strict dict → dataclass conversion
+# Sweeps
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+class SweptScheme(typing.NamedTuple):
+    """One scheme of the expanded list: the scheme, its config path, and where it came from."""
+    scheme: SchemeConfig
+    path: str                       # e.g. "schemes[2][b=3,r=2]"
+    parent: str                     # the configured scheme's name
+    point: tuple[tuple[str, Any], ...]   # the swept (field, value) pairs; () when not swept
 
 
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ConfigError:
-                continue  # try the next member of the union
-        allowed = " or ".join(_type_name(a) for a in args)
-        _fail(path, value, f"expected {allowed}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            _fail(path, value, f"expected a mapping with keys {', '.join(f.name for f in fields(tp))}")
-        return _from_dict(tp, value, path)
-    if origin is tuple:
-        (item_tp, _ellipsis) = typing.get_args(tp)
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            _fail(path, value, f"expected a list of {_type_name(item_tp)}")
-        return tuple(_convert(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
-    if tp is list:
-        if not isinstance(value, list):
-            _fail(path, value, "expected a list")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        _fail(path, value, "expected a boolean (true/false)")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            _fail(path, value, "expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                _fail(path, value, "expected a number")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(path, value, "expected a number")
-        if value != value or value in (float("inf"), float("-inf")):
-            _fail(path, value, "expected a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(path, value, "expected a string")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in the schema, not user input
+def _value_text(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _from_dict(cls: type, data: dict, path: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+def _validate_sweep(s: SchemeConfig, path: str) -> None:
+    if not s.sweep:
+        _fail(f"{path}.sweep", s.sweep, "expected a mapping of fields to lists of values, e.g. {b: [1, 2, 3]}")
+    for key, values in s.sweep.items():
+        if key not in SWEEPABLE:
+            close = difflib.get_close_matches(key, SWEEPABLE, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{where}: unknown key; {hint}allowed keys: {', '.join(names)}")
-        kwargs[key] = _convert(value, hints[key], where)
-    missing = [f.name for f in fields(cls)
-               if f.name not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{path + '.' if path else ''}{missing[0]}: missing; this key is required")
-    return cls(**kwargs)
+            _fail(f"{path}.sweep.{key}", key, f"{hint}sweepable fields: {', '.join(SWEEPABLE)}")
+        if not values:
+            _fail(f"{path}.sweep.{key}", list(values), "expected a non-empty list of values")
+        if len(set(map(repr, values))) != len(values):
+            _fail(f"{path}.sweep.{key}", list(values), "expected distinct values")
+
+
+def expand_sweeps(schemes: tuple[SchemeConfig, ...]) -> list[SweptScheme]:
+    """The schemes with every ``sweep`` expanded into one scheme per grid point.
+
+    A scheme ``{name: bern, code: bernoulli, r: 2, sweep: {b: [1, 2], r: [2, 3]}}`` becomes four
+    schemes named ``bern[b=1,r=2]``, ``bern[b=1,r=3]``, ``bern[b=2,r=2]``, ``bern[b=2,r=3]``
+    (the grid in the order the fields are listed, the last varying fastest), each the scheme with
+    those field values. Each swept value is checked like any configured one.
+    """
+    out = []
+    for i, s in enumerate(schemes):
+        if not s.sweep:
+            out.append(SweptScheme(s, f"schemes[{i}]", s.name, ()))
+            continue
+        keys = list(s.sweep)
+        for values in itertools.product(*(s.sweep[k] for k in keys)):
+            point = tuple(zip(keys, values))
+            label = ",".join(f"{k}={_value_text(v)}" for k, v in point)
+            data = {**s.model_dump(), **dict(point), "name": f"{s.name}[{label}]", "sweep": None}
+            try:
+                scheme = SchemeConfig.model_validate(data)
+            except ValidationError as exc:
+                raise ConfigError(_pydantic_message(exc, prefix=f"schemes[{i}].sweep")) from None
+            out.append(SweptScheme(scheme, f"schemes[{i}][{label}]", s.name, point))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Dict ↔ config
+
+
+def _path_of(loc: tuple, prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The section model that owns the key at ``loc`` (for 'did you mean')."""
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        for candidate in (ann, *typing.get_args(ann)):
+            inner = typing.get_args(candidate)
+            for c in (candidate, *inner):
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    model = c
+                    break
+            else:
+                continue
+            break
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _pydantic_message(exc: ValidationError, prefix: str = "") -> str:
+    """One line for the first error of a pydantic validation: field, value, what is allowed."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(err["loc"])
+    # Errors of a union member carry the member's type name in the location: drop it.
+    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool",
+                                                                                  "list", "function-before"))))
+    path = _path_of(loc, prefix)
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if not prefix and len(loc) == 1 and key in _MOVED:
+            return f"{path}: moved to {_MOVED[key]} (the runtime section: how a run executes, not what it computes)"
+        model = _model_at(loc)
+        names = list(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{path}: unknown key; {hint}allowed keys: {', '.join(names)}"
+    if kind == "missing":
+        return f"{path}: missing; this key is required"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        model = _model_at((*loc, "_"))
+        keys = ", ".join(model.model_fields) if model is not None else ""
+        return f"{path}: got {value!r}; expected a mapping" + (f" with keys {keys}" if keys else "")
+    if kind == "literal_error":
+        allowed = str(err.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{path}: got {value!r}; allowed: {allowed}"
+    if kind == "jax_ec":
+        return f"{path}: got {value!r}; {err['msg']}"
+    return f"{path}: got {value!r}; {err['msg'][0].lower()}{err['msg'][1:]}"
 
 
 def config_from_dict(data: dict) -> ExperimentConfig:
@@ -500,15 +657,21 @@ def config_from_dict(data: dict) -> ExperimentConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; expected a mapping of keys to values")
-    return _from_dict(ExperimentConfig, data).validate()
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_message(exc)) from None
+    return cfg.validate()
 
 
 def config_to_dict(cfg: Any) -> Any:
-    """The plain (YAML-ready) form of a config: dataclasses → dicts, tuples → lists."""
-    if dataclasses.is_dataclass(cfg):
-        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
+    """The plain (YAML-ready) form of a config: models → dicts, tuples → lists."""
+    if isinstance(cfg, BaseModel):
+        return {name: config_to_dict(getattr(cfg, name)) for name in type(cfg).model_fields}
     if isinstance(cfg, (tuple, list)):
         return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
     return cfg
 
 
@@ -517,7 +680,6 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
     Scheme entries are addressed by index: ``schemes.2.r=3``.
     """
-    import copy
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; expected a mapping of keys to values")
     data = copy.deepcopy(data) if data else {}
@@ -582,17 +744,21 @@ def smoke_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
     Keeps the task, the cluster, the codes, the attacks and the model architecture; image tasks get
     width-4 models, the smallest minibatch every scheme splits into whole partitions, 2 minibatches
-    of training samples and 32 test samples.
+    of training samples and 32 test samples. Sweeps keep their first two values per field.
     """
     task, batch_size = cfg.task, cfg.batch_size
+    schemes = expand_sweeps(cfg.schemes)
     if task.name not in ("amazon", "synthetic"):
         # The smallest minibatch B whose ρ·B splits into k whole partitions in every scheme.
-        ks = math.lcm(*(cfg.scheme_k(s) for s in cfg.schemes))
+        ks = math.lcm(*(cfg.scheme_k(x.scheme) for x in schemes))
 
         def fits(batch: int) -> bool:
-            return all(abs(s.rho * batch - round(s.rho * batch)) < 1e-9 and round(s.rho * batch) >= cfg.scheme_k(s)
-                       and round(s.rho * batch) % cfg.scheme_k(s) == 0 for s in cfg.schemes)
+            return all(abs(x.scheme.rho * batch - round(x.scheme.rho * batch)) < 1e-9
+                       and round(x.scheme.rho * batch) >= cfg.scheme_k(x.scheme)
+                       and round(x.scheme.rho * batch) % cfg.scheme_k(x.scheme) == 0 for x in schemes)
         batch_size = next(ks * m for m in range(1, 1001) if fits(ks * m))
-        task = replace(task, width=4, train_samples=2 * batch_size, test_samples=32)
-    return replace(cfg, trials=2, steps=2, eval_every=1, eval_every_epochs=None, batch_size=batch_size,
-                   task=task).validate()
+        task = task.model_copy(update=dict(width=4, train_samples=2 * batch_size, test_samples=32))
+    smoke_schemes = tuple(s.model_copy(update={"sweep": {k: tuple(v[:2]) for k, v in s.sweep.items()}})
+                          if s.sweep else s for s in cfg.schemes)
+    return cfg.model_copy(update=dict(trials=2, steps=2, eval_every=1, eval_every_epochs=None,
+                                      batch_size=batch_size, task=task, schemes=smoke_schemes)).validate()

@@ -19,7 +19,7 @@ partition j there, and of no other worker; the omniscient adversary counts it as
 
 Everything is pure ``jax.numpy`` and safe under ``jit`` and ``vmap``. Without noise two forms
 compute the same votes. The matmul form (the default of :func:`election`): both sums are matrix
-products (XLA:CPU reduces a matmul with a ones vector far faster than ``sum(axis=0)``); all
+products (XLA:CPU reduces a matmul with a ones vector faster than ``sum(axis=0)``); all
 operands are small integers stored in float32, so the results are exact. The fused form
 (``fused=True``, :func:`fused_election`): the k signs of a coordinate packed into bit sets and
 every worker's count taken with population counts, in one elementwise pass over S. With noise,
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .attacks import RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
+from .attacks import COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
            "fused_applies", "per_copy_election", "per_copy_noise_sums", "signed_sum_election", "elect", "NOISE_MODELS", "MAX_PARTITIONS"]
@@ -98,14 +98,12 @@ def global_vote(C: jax.Array) -> jax.Array:
 # Largest n·⌈k/32⌉ (popcount terms per coordinate) for which ``election(..., fused=True)`` writes the
 # vote as one elementwise expression (it is unrolled over the n workers).
 FUSED_MAX_TERMS = 1024
-# Attacks whose message at a coordinate is a function of that coordinate's values only.
-_FUSED_ATTACKS = ("none", "reverse", "directional", "omniscient")
 
 
 def fused_applies(n: int, k: int, attack: str) -> bool:
     """Whether ``election(..., fused=True)`` takes the fused form for ``n`` workers, ``k``
     partitions and ``attack`` (unsharded; an attack acting coordinate by coordinate)."""
-    return attack in _FUSED_ATTACKS and n * -(-k // 32) <= FUSED_MAX_TERMS
+    return attack in COORDINATEWISE_ATTACKS and n * -(-k // 32) <= FUSED_MAX_TERMS
 
 
 def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: jax.Array | None,
@@ -118,8 +116,12 @@ def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: 
 
 def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
              key: jax.Array | None = None, direction: int | jax.Array = 1,
-             reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None) -> jax.Array:
+             reduce: Callable[[jax.Array], jax.Array] | None = None, fused: bool | None = None,
+             finite: bool = False) -> jax.Array:
     """Steps 2–4 on given partition signs ``S``; ``attack`` is static, everything else is data.
+
+    ``finite=True`` promises that ``S`` holds no NaN (signs read from integers): the matmul form
+    then skips the NaN bookkeeping (the same votes on such input).
 
     ``reduce``: for a partition-sharded election, ``S`` holds this device's partitions and ``G``
     the matching columns; ``reduce`` (e.g. ``lambda x: lax.psum(x, "parts")``) sums the partial
@@ -137,11 +139,12 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
         return fused_election(G, S, byzantine, attack, direction)
     if k > MAX_PARTITIONS:
         raise ValueError(f"G: has {k} partitions; at most {MAX_PARTITIONS} are supported")
-    counts = _counts(G, S)
+    counts = G.astype(S.dtype) @ S if finite else _counts(G, S)
     loads = G.sum(axis=1)
     if reduce is not None:
         counts, loads = reduce(counts), reduce(loads)
-    return _finish(_votes_of_counts(counts), S, byzantine, attack, key, direction, reduce, loads)
+    C = jnp.sign(counts) if finite else _votes_of_counts(counts)
+    return _finish(C, S, byzantine, attack, key, direction, reduce, loads)
 
 
 def signed_sum_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, attack: str,
@@ -256,8 +259,8 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     passes the gradients, which spares a sign pass that XLA would otherwise materialize (it would
     read each value three times).
     """
-    if attack not in _FUSED_ATTACKS:
-        raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(_FUSED_ATTACKS)}")
+    if attack not in COORDINATEWISE_ATTACKS:
+        raise ValueError(f"attack: {attack!r} has no fused form; allowed: {', '.join(COORDINATEWISE_ATTACKS)}")
     n, k = G.shape
     words = -(-k // 32)
     zero = jnp.zeros(S.shape[1:], jnp.uint32)

@@ -1,23 +1,26 @@
-"""Experiments: a config → every scheme × T trials → results folder.
+"""The driver: a config → groups of schemes → one compiled call per group → the results folder.
 
-For each scheme the T trials run together in one compiled call (``jax.vmap`` over trial keys),
-advanced chunk by chunk of ``eval_every`` steps (``lax.scan`` inside a chunk) so that a progress
-bar moves and the metric is recorded at every evaluation step. Trial ``t`` uses the key
-``fold_in(PRNGKey(seed), t)`` in every scheme (common random numbers: the same Byzantine draw and
-data order across schemes), so scheme differences are paired.
+:func:`jax_ec.plan.make_schemes` resolves the config's schemes (sweeps expanded) into static shapes
+and parameters, and :func:`jax_ec.plan.group_schemes` gathers the schemes of one shape. Each group
+runs as one compiled program over its (scheme, trial) pairs: the schemes' parameters are stacked
+with the trials' keys and the pairs are ``vmap``-ed or mapped (:mod:`jax_ec.runtime`), advanced
+chunk by chunk of evaluation steps so that a progress bar moves and the metric is recorded at every
+evaluation. Trial ``t`` uses the key ``fold_in(PRNGKey(seed), t)`` in every scheme (common random
+numbers: the same Byzantine draw and data order across schemes), so scheme differences are paired.
+Progress, checkpoints and the device mesh wrap that call.
 
-The results folder holds ``metrics.csv`` (tidy: scheme, trial, step, simulated time, wall time,
-metric), ``summary.csv`` (final metric mean with its 95% CI per scheme, steps and simulated time to
-the target), ``config.yaml`` (the resolved config), ``run.json`` (versions, device, per-trial code
-redundancy and Byzantine sets, and what is needed to rerun it: command line, versions, XLA flags,
-config fingerprint) and ``curves.png``.
+The results folder holds ``metrics.csv`` (tidy: scheme, trial, step, epoch, simulated time, wall
+time, metric), ``summary.csv`` (final metric mean with its 95% CI per scheme, steps, epochs and
+simulated time to the target), ``config.yaml`` (the resolved config), ``run.json`` (versions,
+device, per-trial code redundancy and Byzantine sets, the execution choices, and what is needed to
+rerun it) and ``curves.png`` (plus ``sweep_<field>.png`` for one-dimensional sweeps).
 
-While it runs, ``<out_dir>/checkpoints/`` holds one checkpoint per scheme (:mod:`jax_ec.checkpoint`),
-written after an evaluation chunk at most once a minute (``checkpoint_every_s``) and when the
-scheme finishes; ``run_experiment(..., resume=True)`` skips finished schemes and
-continues an interrupted one from its last chunk, ending with exactly the metrics of an
-uninterrupted run. The folder is removed once every result file is written. After each chunk the
-run stops with a :class:`DivergenceError` if a trial's parameters or metric stopped being finite.
+While it runs, ``<out_dir>/checkpoints/`` holds one checkpoint per group (:mod:`jax_ec.checkpoint`),
+written after an evaluation chunk at most once a minute (``checkpoint_every_s``) and when the group
+finishes; ``run_experiment(..., resume=True)`` skips finished groups and continues an interrupted
+one from its last chunk, ending with exactly the metrics of an uninterrupted run. The folder is
+removed once every result file is written. After each chunk the run stops with a
+:class:`DivergenceError` if a trial's parameters, partition gradients or metric stopped being finite.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import functools
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -38,17 +40,21 @@ import numpy as np
 import yaml
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ._io import atomic_write_text, git_revision, run_metadata, write_json
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
-from .memory import check_memory
-from .sharding import TRIALS_AXIS, make_mesh, named_shardings, pad_trials, padded_size, sharded_trials, state_specs, to_host
-from .results import (SchemeCurves, atomic_write_text, format_summary_table, plot_curves,
-                      run_metadata, summarize, write_json, write_metrics_csv, write_summary_csv)
+from .core import init_key
+from .models.layers import conv_rule
+from .plan import Group, Scheme, group_schemes, iteration_time, make_schemes, stack_params
+from .results import (SchemeCurves, format_summary_table, plot_curves, plot_sweeps, summarize,
+                      write_metrics_csv, write_summary_csv)
+from .runtime import Runtime, check_memory, choose, lower_bound_bytes, make_train
+from .sharding import (TRIALS_AXIS, make_mesh, mesh_shape, named_shardings, pad_trials, padded_size, sharded_trials,
+                       state_specs, to_host)
 from .tasks import Task, make_task
-from .train import Trainer, make_train, resolved_modes
 
-__all__ = ["trial_keys", "batch_trials", "run_scheme", "run_experiment", "ExperimentResult", "DivergenceError",
-           "rerun_info"]
+__all__ = ["trial_keys", "batch_pairs", "prepare_group", "run_group", "run_experiment", "ExperimentResult",
+           "DivergenceError", "rerun_info", "GroupCall", "SchemeRun"]
 
 
 def trial_keys(seed: int, trials: int, first: int = 0) -> jax.Array:
@@ -67,7 +73,7 @@ def _keys_of(seed: int, ids) -> jax.Array:
 
 @jax.jit
 def _all_finite(tree) -> jax.Array:
-    """Per trial (leading axis): every entry of every leaf of ``tree`` is finite, ``(T,)`` bool."""
+    """Per pair (leading axis): every entry of every leaf of ``tree`` is finite, ``(P,)`` bool."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     if not leaves:
         return jnp.ones((jax.tree.leaves(tree)[0].shape[0],), bool)
@@ -76,11 +82,11 @@ def _all_finite(tree) -> jax.Array:
 
 @functools.lru_cache(maxsize=8)
 def _compiled_task_functions(task: Task, mode: str = "vmap") -> tuple[Callable, Callable]:
-    """Model init and evaluation batched over trials, compiled once per task and shared by its schemes.
+    """Model init and evaluation batched over pairs, compiled once per task and shared by its groups.
 
-    The evaluation batches trials like the training (``mode``: ``vmap`` or ``lax.map``); either
-    way a trial's metric does not depend on how many trials run beside it (the Amazon logits are
-    summed in a fixed order for that, see :func:`jax_ec.models.logreg.logreg_logits`).
+    The evaluation batches pairs like the training (``mode``: ``vmap`` or ``lax.map``); either way
+    a trial's metric does not depend on how many run beside it (the Amazon logits are summed in a
+    fixed order for that, see :func:`jax_ec.models.logreg.logreg_logits`).
     """
     if mode == "map":
         evaluate = jax.jit(lambda params, state, x, y: jax.lax.map(
@@ -90,27 +96,29 @@ def _compiled_task_functions(task: Task, mode: str = "vmap") -> tuple[Callable, 
     return jax.jit(jax.vmap(task.init)), evaluate
 
 
-def batch_trials(run: Callable, mode: str) -> Callable:
-    """``run(state, data, num_steps)`` over a leading trials axis: ``jax.vmap`` or ``lax.map``.
+def batch_pairs(run: Callable, mode: str) -> Callable:
+    """``run(state, params, data, num_steps)`` over a leading (scheme, trial) pairs axis of the state
+    and the params: ``jax.vmap`` or ``lax.map``.
 
-    ``map`` runs trials one after another inside one compiled call; it is faster where vmapped
-    gathers and scatters are slow (the touched-coordinates trainer on CPU). Both give every trial
-    the numbers it gets alone, bit for bit (tested; see docs/reproducibility.md for what it took).
+    ``map`` runs the pairs one after another inside one compiled call; it is faster where vmapped
+    gathers and scatters are slow (the touched-coordinates formulation on the CPU). Both give every
+    pair the numbers it gets alone, bit for bit (tested; docs/reproducibility.md says what it took).
     """
     if mode == "vmap":
-        return jax.vmap(run, in_axes=(0, None, None))
+        return jax.vmap(run, in_axes=(0, 0, None, None))
     if mode == "map":
-        return lambda states, data, num_steps: jax.lax.map(lambda s: run(s, data, num_steps), states)
+        return lambda states, params, data, num_steps: jax.lax.map(
+            lambda sp: run(sp[0], sp[1], data, num_steps), (states, params))
     raise ValueError(f"trial_batching: unknown mode {mode!r}; allowed: vmap, map")
 
 
 class DivergenceError(RuntimeError):
-    """A run whose parameters or metric stopped being finite (NaN/Inf), with where it happened.
+    """A run whose parameters, partition gradients or metric stopped being finite (NaN/Inf).
 
     Attributes: ``scheme``, ``trials`` (trial indices), ``last_finite_step`` (the last evaluation
     at which every trial was finite), ``step`` (the evaluation at which some were not), ``what``
-    (``"parameters"`` and/or ``"metric"``), ``checkpoint`` (the scheme's latest checkpoint, all
-    finite, or ``None``) and ``checkpoint_step`` (its step).
+    (``"parameters"``, ``"partition gradients"`` and/or ``"metric"``), ``checkpoint`` (the group's
+    latest checkpoint, all finite, or ``None``) and ``checkpoint_step`` (its step).
     """
 
     def __init__(self, scheme: str, trials: list[int], last_finite_step: int, step: int, what: str,
@@ -130,147 +138,46 @@ class DivergenceError(RuntimeError):
 class SchemeRun:
     """One scheme's curves plus what was drawn per trial."""
     curves: SchemeCurves
+    scheme: Scheme
+    runtime: Runtime
     trainer: str
+    num_params: int
     redundancy: np.ndarray      # (T,) realised r of each trial's code
     max_load: np.ndarray        # (T,)
     byzantine: np.ndarray       # (T, n) bool
+    group: int
     resumed_from_step: int | None = None   # the checkpoint step this run continued from (None: from scratch)
 
 
-def _scheme_run(trainer: Trainer, steps: np.ndarray, metric: np.ndarray, walls: np.ndarray,
-                G: np.ndarray, byzantine: np.ndarray, resumed_from: int | None) -> SchemeRun:
-    plan = trainer.plan
-    it_time = np.array([trainer.iteration_time(g) for g in G])
-    curves = SchemeCurves(
-        scheme=plan.scheme, steps=steps, sim_time=it_time[:, None] * steps[None, :],
-        wall_time=np.broadcast_to(np.asarray(walls, float), metric.shape).copy(),
-        metric=metric, metric_name=trainer.task.metric_name, epoch=steps / plan.steps_per_epoch)
-    return SchemeRun(curves, type(trainer).__name__, G.sum(axis=(1, 2)) / plan.n,
-                     G.sum(axis=2).max(axis=1), np.asarray(byzantine), resumed_from)
+@dataclass(frozen=True)
+class GroupCall:
+    """A group ready to run: its schemes, execution choices and pure functions."""
+    index: int
+    group: Group
+    runtime: Runtime
+    train: Any
+    pairs: int          # schemes × trials
+    mesh: tuple[int, int] = (1, 1)   # devices along (trials, partitions)
 
 
-def run_scheme(cfg: ExperimentConfig, trainer: Trainer, data: tuple,
-               progress: Callable[[int], None] | None = None, *, trial_ids=None,
-               checkpointer: Checkpointer | None = None) -> SchemeRun:
-    """Run all trials of one scheme; ``progress(steps_done)`` is called after each chunk.
-
-    ``trial_ids``: run only these trials (default ``range(cfg.trials)``), each with its own key
-    ``fold_in(PRNGKey(seed), t)``: trial ``t`` alone gives the numbers it gets inside the batch
-    (bitwise under ``trial_batching: map``). ``checkpointer``: save the state after evaluation
-    chunks (see :class:`~jax_ec.checkpoint.Checkpointer`) and continue from a saved one (finished
-    schemes are not rerun).
-    Raises :class:`DivergenceError` when a trial's parameters or metric become non-finite.
-    """
-    plan = trainer.plan
-    ids = np.arange(cfg.trials) if trial_ids is None else np.asarray(trial_ids, dtype=np.int64).reshape(-1)
-    num_trials = len(ids)
-    keys = _keys_of(cfg.seed, ids)
-    steps = trainer.eval_steps()
-    num_chunks = len(steps) - 1
-    mode, step_loop = resolved_modes(cfg, trainer)
-    task_init, task_evaluate = _compiled_task_functions(trainer.task, mode)
-    init = jax.jit(jax.vmap(trainer.init))
-
-    def initial_state(k):
-        return init(k, task_init(jax.vmap(trainer.init_key)(k)))
-
-    saved = (checkpointer.load(plan.scheme, ids, num_chunks, lambda: jax.eval_shape(initial_state, keys))
-             if checkpointer is not None else None)
-    if saved is not None and saved.finished:
-        if progress is not None:
-            progress(int(steps[-1]))
-        return _scheme_run(trainer, steps, saved.metric, saved.wall, saved.G, saved.byzantine,
-                           int(steps[saved.chunks_done]))
-
-    mesh = make_mesh(cfg.mesh)
-    # "python": every compiled call advances one step; run() then loops from Python.
-    batched_run = batch_trials(trainer.run if step_loop == "scan" else (lambda s, d, n: trainer.step(s, d)), mode)
-    model_of = jax.jit(jax.vmap(lambda s: (trainer.params_of(s), trainer.model_state_of(s),
-                                           trainer.grads_finite(s))))
-    if mesh is None:
-        data = tuple(jnp.asarray(a) for a in data)
-        run = jax.jit(batched_run, static_argnums=2, donate_argnums=0)
-        evaluate_model, first_state = task_evaluate, initial_state
-        host = np.asarray
-
-        def restore(saved_state):
-            return saved_state
-        if step_loop == "python":
-            run = _python_loop(jax.jit(lambda s, d: batched_run(s, d, 1), donate_argnums=0))
-    else:
-        # Each device runs its block of trials (and, under partition sharding, its block of partitions).
-        padded = padded_size(num_trials, mesh)
-        specs = state_specs(trainer, jax.eval_shape(initial_state, keys))
-        shardings = named_shardings(mesh, specs)
-        data = jax.device_put(tuple(jnp.asarray(a) for a in data), NamedSharding(mesh, P()))
-        data_specs = tuple(P() for _ in data)
-        run = jax.jit(lambda s, d, n: sharded_trials(lambda s_, d_: batched_run(s_, d_, n), mesh,
-                                                     (specs, data_specs), specs)(s, d),
-                      static_argnums=2, donate_argnums=0)
-        if step_loop == "python":
-            run = _python_loop(jax.jit(sharded_trials(lambda s_, d_: batched_run(s_, d_, 1), mesh,
-                                                      (specs, data_specs), specs), donate_argnums=0))
-        evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh, (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()),
-                                                P(TRIALS_AXIS)))
-        # The initial or a resumed state, padded to whole blocks of trials and placed on the mesh.
-        first_state = jax.jit(lambda k: pad_trials(initial_state(k), padded), out_shardings=shardings)
-        restore = jax.jit(lambda s: pad_trials(s, padded), out_shardings=shardings)
-
-        def host(x):
-            return to_host(x)[:num_trials]
-
-    def evaluate(state):
-        params, model_state, grads_ok = model_of(state)
-        metric = evaluate_model(params, model_state, data[2], data[3])
-        return host(metric), (host(_all_finite((params, model_state))), host(grads_ok))
-
-    if saved is None:
-        start = time.perf_counter()
-        state = first_state(keys)
-        first, finite = evaluate(state)
-        metrics, walls, done = [first], [time.perf_counter() - start], 0
-        _check_finite(plan.scheme, ids, first, finite, first, 0, 0, None)
-        resumed_from = None
-    else:  # continue the wall clock where the checkpoint left it
-        start = time.perf_counter() - float(saved.wall[-1])
-        state, done = restore(saved.state), saved.chunks_done
-        metrics, walls = list(saved.metric.T), list(saved.wall)
-        first = metrics[0]
-        resumed_from = int(steps[done])
-        if progress is not None and steps[done] > 0:
-            progress(int(steps[done]))
-    if checkpointer is not None:
-        checkpointer.start(plan.scheme, time.perf_counter())
-    for c in range(done, num_chunks):
-        a, b = int(steps[c]), int(steps[c + 1])
-        state = run(state, data, b - a)
-        metric, finite = evaluate(state)
-        saved_step = checkpointer.saved_step(plan.scheme) if checkpointer is not None else None
-        _check_finite(plan.scheme, ids, metric, finite, first, a, b,
-                      checkpointer.path(plan.scheme) if saved_step is not None else None, saved_step)
-        metrics.append(metric)
-        walls.append(time.perf_counter() - start)
-        now = time.perf_counter()
-        if checkpointer is not None and c + 1 < num_chunks and _agreed(checkpointer.due(plan.scheme, now)):
-            checkpointer.save_progress(plan.scheme, ids, state if mesh is None else jax.tree.map(host, state),
-                                       np.stack(metrics, axis=1), np.array(walls), c + 1, b, now)
-        if progress is not None:
-            progress(b - a)
-    G, byzantine = host(state.G), host(state.byzantine)
-    metric = np.stack(metrics, axis=1)
-    if checkpointer is not None:
-        checkpointer.save_finished(plan.scheme, ids, metric, np.array(walls), G, byzantine, num_chunks,
-                                   int(steps[-1]))
-    return _scheme_run(trainer, steps, metric, np.array(walls), G, byzantine, resumed_from)
-
-
-def _python_loop(one_step: Callable) -> Callable:
-    """``run(state, data, num_steps)`` as ``num_steps`` calls of a compiled one-step function."""
-    def run(state, data, num_steps):
-        for _ in range(num_steps):
-            state = one_step(state, data)
-        return state
-    return run
+def _check_finite(names: list[str], ids: np.ndarray, metric: np.ndarray, finite: tuple[np.ndarray, np.ndarray],
+                  first_metric: np.ndarray, last_step: int, step: int, checkpoint: Path | None = None,
+                  checkpoint_step: int | None = None) -> None:
+    """Raise :class:`DivergenceError` for pairs with non-finite parameters, a non-finite partition
+    gradient at any step so far (an honest gradient is never NaN/Inf on a healthy run; the vote
+    would only void the coordinates it touches), or a non-finite metric where the initial metric
+    was finite (a metric undefined from the start, e.g. an AUC on a one-class test set, is not a
+    divergence). ``names``/``ids``: each pair's scheme and trial; ``finite``: (parameters finite,
+    partition gradients finite), per pair. The first scheme with a bad pair is named."""
+    bad_params, bad_grads = ~finite[0], ~finite[1]
+    bad_metric = ~np.isfinite(metric) & np.isfinite(first_metric)
+    bad = bad_params | bad_grads | bad_metric
+    if bad.any():
+        first = names[int(np.flatnonzero(bad)[0])]
+        mine = bad & (np.asarray(names) == first)
+        what = " and ".join(w for w, m in (("parameters", bad_params), ("partition gradients", bad_grads),
+                                           ("metric", bad_metric)) if (m & mine).any())
+        raise DivergenceError(first, [int(t) for t in ids[mine]], last_step, step, what, checkpoint, checkpoint_step)
 
 
 def _agreed(decision: bool) -> bool:
@@ -281,21 +188,180 @@ def _agreed(decision: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(decision)))
 
 
-def _check_finite(scheme: str, ids: np.ndarray, metric: np.ndarray, finite: tuple[np.ndarray, np.ndarray],
-                  first_metric: np.ndarray, last_step: int, step: int, checkpoint: Path | None = None,
-                  checkpoint_step: int | None = None) -> None:
-    """Raise :class:`DivergenceError` for trials with non-finite parameters, a non-finite partition
-    gradient at any step so far (an honest gradient is never NaN/Inf on a healthy run; the vote
-    would only void the coordinates it touches), or a non-finite metric where the initial metric
-    was finite (a metric undefined from the start, e.g. an AUC on a one-class test set, is not a
-    divergence). ``finite``: (parameters finite, partition gradients finite), per trial."""
-    bad_params, bad_grads = ~finite[0], ~finite[1]
-    bad_metric = ~np.isfinite(metric) & np.isfinite(first_metric)
-    bad = bad_params | bad_grads | bad_metric
-    if bad.any():
-        what = " and ".join(w for w, m in (("parameters", bad_params), ("partition gradients", bad_grads),
-                                           ("metric", bad_metric)) if m.any())
-        raise DivergenceError(scheme, [int(t) for t in ids[bad]], last_step, step, what, checkpoint, checkpoint_step)
+def _python_loop(one_step: Callable) -> Callable:
+    """``run(state, params, data, num_steps)`` as ``num_steps`` calls of a compiled one-step function."""
+    def run(state, params, data, num_steps):
+        for _ in range(num_steps):
+            state = one_step(state, params, data)
+        return state
+    return run
+
+
+def prepare_group(cfg: ExperimentConfig, index: int, group: Group, task: Task, num_trials: int | None = None
+                  ) -> GroupCall:
+    """Execution choices and pure functions of one group (``num_trials`` trials of each scheme)."""
+    trials = cfg.trials if num_trials is None else num_trials
+    pairs = len(group.schemes) * trials
+    mesh = mesh_shape(cfg.runtime.mesh, pairs)
+    per_device = -(-pairs // mesh[0])
+    runtime = choose(jax.default_backend(), task, group.static, per_device, group.total_steps, cfg.runtime)
+    return GroupCall(index, group, runtime, make_train(group.static, task, runtime), pairs, mesh)
+
+
+def check_group_memory(cfg: ExperimentConfig, call: GroupCall, data: tuple) -> None:
+    """Refuse, before compiling, a group that certainly cannot fit on one device."""
+    one = jax.eval_shape(call.train.init, jax.random.PRNGKey(0), call.group.schemes[0].params)
+    per_device = -(-call.pairs // call.mesh[0])
+    need = lower_bound_bytes(call.train, call.runtime, call.group.static, one, per_device, data)
+    s = call.group.static
+    check_memory(need, f"{cfg.trials} trials × {len(call.group.schemes)} scheme(s) ({', '.join(call.group.names[:3])}"
+                 f"{', …' if len(call.group.schemes) > 3 else ''}; d = {call.train.num_params} parameters, n = {s.n}, "
+                 f"k = {s.k})", call.runtime)
+
+
+def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Callable[[int], None] | None = None, *,
+              trial_ids=None, checkpointer: Checkpointer | None = None) -> list[SchemeRun]:
+    """Run every (scheme, trial) pair of a group in one compiled call per evaluation chunk.
+
+    ``progress(scheme_steps_done)`` is called after each chunk. ``trial_ids``: run only these
+    trials (default ``range(cfg.trials)``), each with its own key ``fold_in(PRNGKey(seed), t)``: a
+    pair gives the numbers it gets alone (bitwise under ``trial_batching: map``). ``checkpointer``:
+    save the state after evaluation chunks and continue from a saved one (finished groups are not
+    rerun). Raises :class:`DivergenceError` when a pair's parameters, partition gradients or metric
+    become non-finite.
+    """
+    group, runtime, train = call.group, call.runtime, call.train
+    ids = np.arange(cfg.trials) if trial_ids is None else np.asarray(trial_ids, dtype=np.int64).reshape(-1)
+    num_schemes, num_trials = len(group.schemes), len(ids)
+    pair_ids = np.tile(ids, num_schemes)
+    pair_names = [s.name for s in group.schemes for _ in ids]
+    keys = jnp.tile(_keys_of(cfg.seed, ids), (num_schemes, 1))
+    params = jax.tree.map(lambda x: jnp.asarray(np.repeat(x, num_trials, axis=0)), stack_params(group.schemes))
+    steps = np.asarray(group.eval_steps, dtype=np.int64)
+    num_chunks = len(steps) - 1
+    name = f"group{call.index}"
+    mode, step_loop = runtime.trial_batching, runtime.step_loop
+    task_init, task_evaluate = _compiled_task_functions(train.task, mode)
+    init = jax.jit(jax.vmap(train.init))
+
+    def initial_state(k, p):
+        return init(k, p, task_init(jax.vmap(init_key)(k)))
+
+    saved = (checkpointer.load(name, group.names, ids, num_chunks, lambda: jax.eval_shape(initial_state, keys, params))
+             if checkpointer is not None else None)
+    if saved is not None and saved.finished:
+        if progress is not None:
+            progress(int(steps[-1]) * num_schemes)
+        return _scheme_runs(call, steps, saved.metric, saved.wall, saved.G, saved.byzantine, num_trials,
+                            int(steps[saved.chunks_done]))
+
+    mesh = make_mesh(call.mesh)
+    step_fn = train.run if step_loop == "scan" else (lambda s, p, d, n: train.step(s, p, d))
+    batched_run = batch_pairs(step_fn, mode)
+    model_of = jax.jit(jax.vmap(lambda s, p: (*train.model(s, p), train.grads_finite(s))))
+    with conv_rule(runtime.conv_rule):
+        if mesh is None:
+            data = tuple(jnp.asarray(a) for a in data)
+            run = jax.jit(batched_run, static_argnums=3, donate_argnums=0)
+            evaluate_model, first_state = task_evaluate, initial_state
+            host = np.asarray
+
+            def restore(saved_state):
+                return saved_state
+            if step_loop == "python":
+                run = _python_loop(jax.jit(lambda s, p, d: batched_run(s, p, d, 1), donate_argnums=0))
+        else:
+            # Each device runs its block of pairs (and, under partition sharding, its block of partitions).
+            padded = padded_size(call.pairs, mesh)
+            specs = state_specs(jax.eval_shape(initial_state, keys, params), train.partition_fields,
+                                runtime.partition_axis is not None)
+            shardings = named_shardings(mesh, specs)
+            unpadded = params
+            params = jax.device_put(pad_trials(params, padded), NamedSharding(mesh, P(TRIALS_AXIS)))
+            data = jax.device_put(tuple(jnp.asarray(a) for a in data), NamedSharding(mesh, P()))
+            data_specs = tuple(P() for _ in data)
+            param_specs = jax.tree.map(lambda _: P(TRIALS_AXIS), params)
+            run = jax.jit(lambda s, p, d, n: sharded_trials(lambda s_, p_, d_: batched_run(s_, p_, d_, n), mesh,
+                                                            (specs, param_specs, data_specs), specs)(s, p, d),
+                          static_argnums=3, donate_argnums=0)
+            if step_loop == "python":
+                run = _python_loop(jax.jit(sharded_trials(lambda s_, p_, d_: batched_run(s_, p_, d_, 1), mesh,
+                                                          (specs, param_specs, data_specs), specs), donate_argnums=0))
+            evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh,
+                                                    (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()), P(TRIALS_AXIS)))
+            model_of = jax.jit(sharded_trials(jax.vmap(lambda s, p: (*train.model(s, p), train.grads_finite(s))),
+                                              mesh, (specs, param_specs), P(TRIALS_AXIS)))
+            # The initial or a resumed state, padded to whole blocks of pairs and placed on the mesh.
+            first_state = jax.jit(lambda k, _: pad_trials(initial_state(k, unpadded), padded), out_shardings=shardings)
+            restore = jax.jit(lambda s: pad_trials(s, padded), out_shardings=shardings)
+
+            def host(x):
+                return to_host(x)[:call.pairs]
+
+        def evaluate(state):
+            model_params, model_state, grads_ok = model_of(state, params)
+            metric = evaluate_model(model_params, model_state, data[2], data[3])
+            return host(metric), (host(_all_finite((model_params, model_state))), host(grads_ok))
+
+        if saved is None:
+            start = time.perf_counter()
+            state = first_state(keys, params)
+            first, finite = evaluate(state)
+            metrics, walls, done = [first], [time.perf_counter() - start], 0
+            _check_finite(pair_names, pair_ids, first, finite, first, 0, 0, None)
+            resumed_from = None
+        else:  # continue the wall clock where the checkpoint left it
+            start = time.perf_counter() - float(saved.wall[-1])
+            state, done = restore(saved.state), saved.chunks_done
+            metrics, walls = list(saved.metric.T), list(saved.wall)
+            first = metrics[0]
+            resumed_from = int(steps[done])
+            if progress is not None and steps[done] > 0:
+                progress(int(steps[done]) * num_schemes)
+        if checkpointer is not None:
+            checkpointer.start(name, time.perf_counter())
+        for c in range(done, num_chunks):
+            a, b = int(steps[c]), int(steps[c + 1])
+            state = run(state, params, data, b - a)
+            metric, finite = evaluate(state)
+            saved_step = checkpointer.saved_step(name) if checkpointer is not None else None
+            _check_finite(pair_names, pair_ids, metric, finite, first, a, b,
+                          checkpointer.path(name) if saved_step is not None else None, saved_step)
+            metrics.append(metric)
+            walls.append(time.perf_counter() - start)
+            now = time.perf_counter()
+            if checkpointer is not None and c + 1 < num_chunks and _agreed(checkpointer.due(name, now)):
+                checkpointer.save_progress(name, group.names, ids, state if mesh is None else jax.tree.map(host, state),
+                                           np.stack(metrics, axis=1), np.array(walls), c + 1, b, now)
+            if progress is not None:
+                progress((b - a) * num_schemes)
+        G, byzantine = host(state.G), host(state.byzantine)
+    metric = np.stack(metrics, axis=1)
+    if checkpointer is not None:
+        checkpointer.save_finished(name, group.names, ids, metric, np.array(walls), G, byzantine, num_chunks,
+                                   int(steps[-1]))
+    return _scheme_runs(call, steps, metric, np.array(walls), G, byzantine, num_trials, resumed_from)
+
+
+def _scheme_runs(call: GroupCall, steps: np.ndarray, metric: np.ndarray, walls: np.ndarray, G: np.ndarray,
+                 byzantine: np.ndarray, num_trials: int, resumed_from: int | None) -> list[SchemeRun]:
+    """The group's (pairs, E) results cut into one :class:`SchemeRun` per scheme."""
+    runs = []
+    task = call.train.task
+    for i, scheme in enumerate(call.group.schemes):
+        rows = slice(i * num_trials, (i + 1) * num_trials)
+        Gs = np.asarray(G[rows])
+        it_time = np.array([iteration_time(scheme, g, call.train.num_params) for g in Gs])
+        m = np.asarray(metric[rows])
+        curves = SchemeCurves(
+            scheme=scheme.name, steps=steps, sim_time=it_time[:, None] * steps[None, :],
+            wall_time=np.broadcast_to(np.asarray(walls, float), m.shape).copy(), metric=m,
+            metric_name=task.metric_name, epoch=steps / scheme.static.steps_per_epoch)
+        runs.append(SchemeRun(curves, scheme, call.runtime,
+                              "touched_coordinates" if call.runtime.formulation == "touched_coordinates" else "dense",
+                              call.train.num_params, Gs.sum(axis=(1, 2)) / scheme.static.n, Gs.sum(axis=2).max(axis=1),
+                              np.asarray(byzantine[rows]), call.index, resumed_from))
+    return runs
 
 
 @dataclass(frozen=True)
@@ -308,23 +374,8 @@ class ExperimentResult:
         return format_summary_table(self.summary)
 
 
-def _git_revision() -> dict[str, Any] | None:
-    """The source checkout's commit and whether it has uncommitted changes (None outside git)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
-    try:
-        def git(*args):
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def rerun_info(cfg: ExperimentConfig, out: Path, command: str | None = None) -> dict[str, Any]:
-    """What ``run.json`` records to rerun a results folder, beyond :func:`run_metadata`."""
+    """What ``run.json`` records to rerun a results folder, beyond :func:`jax_ec._io.run_metadata`."""
     from . import __version__
     flags = {name: os.environ.get(name) for name in
              ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_DEFAULT_MATMUL_PRECISION",
@@ -339,7 +390,7 @@ def rerun_info(cfg: ExperimentConfig, out: Path, command: str | None = None) -> 
         jax_config[name] = value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
     return {
         "jax_ec_version": __version__,
-        "git": _git_revision(),
+        "git": git_revision(),
         "command": command if command is not None else (shlex.join(sys.argv) if sys.argv and sys.argv[0] else None),
         "rerun": f"jax-ec run {shlex.quote(str(out / 'config.yaml'))} --out RERUN_DIR --fresh",
         "config_fingerprint": config_fingerprint(cfg),
@@ -349,50 +400,77 @@ def rerun_info(cfg: ExperimentConfig, out: Path, command: str | None = None) -> 
     }
 
 
+def _scheme_record(r: SchemeRun) -> dict[str, Any]:
+    s = r.scheme
+    return {
+        "trainer": r.trainer, "group": r.group, "steps": int(r.curves.steps[-1]),
+        "swept_from": s.parent if s.point else None, "sweep_point": dict(s.point) if s.point else None,
+        "steps_per_epoch": s.static.steps_per_epoch, "epochs": float(r.curves.steps[-1] / s.static.steps_per_epoch),
+        "batch_size": s.static.batch, "samples_per_partition": s.static.per_partition,
+        "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
+        "max_load": r.max_load, "b": s.b, "attack": s.attack, "placement": s.static.placement,
+        # per_step placement redraws the set every step: no fixed set to report.
+        "byzantine_workers": (None if s.static.placement == "per_step"
+                              else [np.flatnonzero(b).tolist() for b in r.byzantine]),
+        "wall_time_s": float(r.curves.wall_time[0, -1]),
+        "resumed_from_step": r.resumed_from_step,
+        "runtime": r.runtime.record(), "trial_batching": r.runtime.trial_batching, "step_loop": r.runtime.step_loop,
+        "aggregator": s.static.aggregator, "rho": s.rho, "num_params": r.num_params,
+        "noise_std": float(s.params.noise_std), "noise_model": s.static.noise if s.static.noise != "none" else None,
+        "bits_per_coordinate": s.bits_per_coordinate,
+        "bits_per_worker_step": s.bits_per_coordinate * r.num_params,
+        "bits_per_worker_epoch": s.bits_per_coordinate * r.num_params * s.static.steps_per_epoch,
+    }
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress_bar: bool = True,
                    task: Task | None = None, *, resume: bool = False,
                    checkpoint_every_s: float | None = DEFAULT_EVERY_S, command: str | None = None) -> ExperimentResult:
-    """Run every scheme of ``cfg`` and write the results folder; returns the summary rows.
+    """Run every scheme of ``cfg`` (one compiled call per group) and write the results folder.
 
-    ``resume``: continue from the checkpoints in ``<out>/checkpoints/`` (finished schemes are not
+    ``resume``: continue from the checkpoints in ``<out>/checkpoints/`` (finished groups are not
     rerun; an interrupted one continues from its last chunk); a checkpoint of another config raises
     :class:`jax_ec.checkpoint.CheckpointError` before anything compiles. Without checkpoints it
-    starts from scratch. ``resume=False`` discards existing checkpoints. ``checkpoint_every_s``:
-    a running scheme's state is written after an evaluation chunk once this many seconds passed
-    since its start or its last checkpoint (0: after every chunk; ``None``: no checkpoints); every
-    finished scheme's curves are written. The checkpoints are removed once every result file is written. ``command``:
-    the command line recorded in ``run.json`` (default: this process's ``sys.argv``).
+    starts from scratch. ``resume=False`` discards existing checkpoints. ``checkpoint_every_s``: a
+    running group's state is written after an evaluation chunk once this many seconds passed since
+    its start or its last checkpoint (0: after every chunk; ``None``: no checkpoints); every
+    finished group's curves are written. The checkpoints are removed once every result file is
+    written. ``command``: the command line recorded in ``run.json`` (default: ``sys.argv``).
     """
     out = Path(out_dir) if out_dir is not None else cfg.output_dir()
     checkpointer = Checkpointer(out, cfg, checkpoint_every_s) if checkpoint_every_s is not None else None
     if checkpointer is not None and resume:
         checkpointer.check_config()   # before anything is written or compiled
-    make_mesh(cfg.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
+    mesh_shape(cfg.runtime.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
     writer = jax.process_index() == 0   # in a multi-process run only process 0 writes files
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     task = task if task is not None else make_task(cfg.task, cfg.seed)
-    trainers = [make_train(cfg, s, task) for s in cfg.schemes]  # validates data sizes before compiling
-    if cfg.memory_check:
-        check_memory(cfg, trainers, task.data())   # a run far too large for the device: one clear error
+    groups = group_schemes(make_schemes(cfg, task.num_train))   # data-size errors before compiling
+    calls = [prepare_group(cfg, i, g, task) for i, g in enumerate(groups)]
+    for call in calls:
+        if call.runtime.memory_check:
+            check_group_memory(cfg, call, task.data())   # a run far too large for the device: one clear error
     if checkpointer is not None and not resume:
         checkpointer.clear()
-    total = sum(t.plan.total_steps for t in trainers)
+    total = sum(g.total_steps * len(g.schemes) for g in groups)
     bar = None
     if progress_bar:
         from tqdm.auto import tqdm
         bar = tqdm(total=total, unit="step", desc=cfg.name, dynamic_ncols=True)
-    runs = []
+    runs: list[SchemeRun] = []
     try:
-        for trainer in trainers:
+        for call in calls:
             if bar is not None:
-                bar.set_postfix_str(trainer.plan.scheme)
-            runs.append(run_scheme(cfg, trainer, task.data(), bar.update if bar is not None else None,
-                                   checkpointer=checkpointer))
+                bar.set_postfix_str(", ".join(call.group.names[:2]) + (", …" if len(call.group.schemes) > 2 else ""))
+            runs.extend(run_group(cfg, call, task.data(), bar.update if bar is not None else None,
+                                  checkpointer=checkpointer))
     finally:
         if bar is not None:
             bar.close()
+    order = {s.name: i for i, s in enumerate(cfg.expanded_schemes())}
+    runs.sort(key=lambda r: order[r.curves.scheme])
     curves = [r.curves for r in runs]
     summary = summarize(curves, cfg.target)
     if not writer:
@@ -402,27 +480,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
     atomic_write_text(out / "summary.txt", format_summary_table(summary) + "\n")
     plot_curves(out / "curves.png", curves,
                 title=f"{cfg.name}: n={cfg.n}, b={cfg.b}, attack={cfg.attack}, {cfg.trials} trials")
+    plot_sweeps(out, summary, {r.curves.scheme: (r.scheme.parent, r.scheme.point) for r in runs}, title=cfg.name)
     write_json(out / "run.json", {
         "name": cfg.name, "seed": cfg.seed, "trials": cfg.trials, "metadata": run_metadata(),
         "reproducibility": rerun_info(cfg, out, command),
-        "schemes": {r.curves.scheme: {
-            "trainer": r.trainer, "steps": int(r.curves.steps[-1]),
-            "steps_per_epoch": t.plan.steps_per_epoch, "epochs": float(r.curves.steps[-1] / t.plan.steps_per_epoch),
-            "batch_size": t.plan.batch_size, "samples_per_partition": t.plan.per_partition,
-            "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
-            "max_load": r.max_load, "b": t.plan.b, "placement": t.plan.placement,
-            # per_step placement redraws the set every step: no fixed set to report.
-            "byzantine_workers": (None if t.plan.placement == "per_step"
-                                  else [np.flatnonzero(b).tolist() for b in r.byzantine]),
-            "wall_time_s": float(r.curves.wall_time[0, -1]),
-            "resumed_from_step": r.resumed_from_step,
-            "trial_batching": resolved_modes(cfg, t)[0], "step_loop": resolved_modes(cfg, t)[1],
-            "aggregator": t.plan.aggregator, "rho": t.plan.rho, "num_params": t.num_params,
-            "noise_std": t.plan.noise_std, "noise_model": t.plan.noise_model if t.plan.noise_std > 0 else None,
-            "bits_per_coordinate": t.plan.bits_per_coordinate,
-            "bits_per_worker_step": t.plan.bits_per_coordinate * t.num_params,
-            "bits_per_worker_epoch": t.plan.bits_per_coordinate * t.num_params * t.plan.steps_per_epoch,
-        } for r, t in zip(runs, trainers)},
+        "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs,
+                    "mesh": {"trials": c.mesh[0], "partitions": c.mesh[1]}} for c in calls],
+        "schemes": {r.curves.scheme: _scheme_record(r) for r in runs},
     })
     if checkpointer is not None:
         checkpointer.clear()

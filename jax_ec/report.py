@@ -5,7 +5,8 @@
 row per scheme: the final metric mean with its 95% CI, the fraction of trials reaching the target,
 iterations, epochs and simulated time to the target (mean and CI over the trials that reach it),
 and the communication cost (bits per coordinate, per worker per step and per worker per epoch: a
-reduced-minibatch scheme takes more steps per epoch), plus one plot per folder.
+reduced-minibatch scheme takes more steps per epoch), plus one plot of the curves per folder and,
+for schemes swept over one field, the final metric against that field.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import json
 import math
 from pathlib import Path
 
-from .results import atomic_write_text, plot_curves, read_metrics_csv, summarize
+from ._io import atomic_write_text
+from .results import plot_curves, plot_sweeps, read_metrics_csv, summarize
 
 __all__ = ["report_markdown", "write_report"]
 
@@ -66,6 +68,11 @@ def report_markdown(folders: list[str | Path], target: float | None = None,
             png = Path(plot_dir) / f"{folder.name}.png"
             plot_curves(png, curves, title=str(run.get("name", folder.name)))
             parts.append(f"\n![{folder.name}]({png.name})")
+            origins = {name: (info.get("swept_from") or name, tuple((info.get("sweep_point") or {}).items()))
+                       for name, info in run["schemes"].items()}
+            for sweep_png in plot_sweeps(plot_dir, rows, origins, title=str(run.get("name", folder.name)),
+                                         prefix=f"{folder.name}_"):
+                parts.append(f"\n![{sweep_png.stem}]({sweep_png.name})")
         parts.append("")
     return "\n".join(parts)
 

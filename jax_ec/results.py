@@ -16,20 +16,19 @@ lazily by :func:`run_metadata`.
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
-import json
 import math
 import os
-import platform
-import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
+
+from ._io import atomic_write_bytes, atomic_write_text
 
 CI_LEVEL = 0.95
 """Confidence level used by :func:`summarize` and :func:`plot_curves`."""
@@ -64,8 +63,6 @@ SUMMARY_COLUMNS = (
 )
 """Columns of each row returned by :func:`summarize`, in order."""
 
-METADATA_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
-"""Distributions whose versions :func:`run_metadata` records."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,42 +244,6 @@ def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dic
         row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
         rows.append({k: v if isinstance(v, (str, int)) else float(v) for k, v in row.items()})
     return rows
-
-
-def _default_file_mode() -> int:
-    """Permission bits a plain ``open(path, "w")`` would give a new file (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating parent directories.
-
-    The bytes go to a temporary file in the destination directory, which is
-    flushed, fsynced and then :func:`os.replace`-d onto ``path``; readers see
-    either the old file or the complete new one.  On failure the temporary
-    file is removed and the exception re-raised.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode(encoding))
 
 
 def _csv_text(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -485,65 +446,52 @@ def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _package_version(name: str) -> str | None:
-    """Installed version of distribution ``name``, or ``None`` if not installed."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
-def run_metadata() -> dict[str, Any]:
-    """Software/hardware description of the current run (no hostname).
-
-    Keys: ``python``, ``versions`` (``{package: version | None}`` for
-    :data:`METADATA_PACKAGES`), ``platform`` (:func:`platform.platform`),
-    ``machine``, ``jax_backend`` (``jax.default_backend()``) and
-    ``jax_devices`` (list of ``{"platform", "device_kind"}``); the last two
-    are ``None`` when JAX is not importable.
-    """
-    metadata: dict[str, Any] = {
-        "python": platform.python_version(),
-        "versions": {name: _package_version(name) for name in METADATA_PACKAGES},
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    try:
-        import jax
-    except ImportError:
-        metadata["jax_backend"] = None
-        metadata["jax_devices"] = None
-    else:
-        metadata["jax_backend"] = jax.default_backend()
-        metadata["jax_devices"] = [
-            {"platform": d.platform, "device_kind": d.device_kind} for d in jax.devices()
-        ]
-    return metadata
+def sweep_series(summary: list[dict[str, Any]], origins: dict[str, tuple[str, tuple]]
+                 ) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
+    """The one-dimensional sweeps of a run: ``{field: {configured scheme: [(value, final mean, CI
+    low, CI high), …]}}`` sorted by value, from the summary rows and each scheme's origin
+    ``(configured scheme, ((field, value), …))``; only schemes swept over exactly one numeric field."""
+    out: dict[str, dict[str, list]] = {}
+    for row in summary:
+        parent, point = origins.get(row["scheme"], (row["scheme"], ()))
+        if len(point) != 1 or isinstance(point[0][1], (str, bool)) or point[0][1] is None:
+            continue
+        field, value = point[0]
+        out.setdefault(field, {}).setdefault(parent, []).append(
+            (float(value), row["final_mean"], row["final_ci_low"], row["final_ci_high"]))
+    for series in out.values():
+        for points in series.values():
+            points.sort()
+    return out
 
 
-def _to_jsonable(obj: Any) -> Any:
-    """Recursively convert NumPy scalars/arrays, tuples and non-finite floats to strict JSON types.
-
-    NaN and +/-inf become ``None``; dict keys become strings.
-    """
-    if isinstance(obj, np.ndarray):
-        return _to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _to_jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented, strict JSON, atomically.
-
-    NumPy scalars and arrays are converted to Python numbers and lists, and
-    NaN/inf to ``null`` (see :func:`_to_jsonable`).
-    """
-    text = json.dumps(_to_jsonable(obj), indent=2, allow_nan=False)
-    atomic_write_text(path, text + "\n")
+def plot_sweeps(out_dir: str | os.PathLike, summary: list[dict[str, Any]], origins: dict[str, tuple[str, tuple]],
+                title: str = "", prefix: str = "") -> list[Path]:
+    """One PNG per swept field (``<prefix>sweep_<field>.png``): the final metric against the field's value,
+    one line per configured scheme with its :data:`CI_LEVEL` band (CI as in :func:`summarize`).
+    Returns the files written (none when no scheme is swept over one field)."""
+    paths = []
+    metric = ", ".join(dict.fromkeys(r["metric"] for r in summary))
+    for field, series in sweep_series(summary, origins).items():
+        fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        for parent, points in series.items():
+            x, mean, low, high = (np.array(v, float) for v in zip(*points))
+            (line,) = ax.plot(x, mean, marker="o", label=parent)
+            ok = ~(np.isnan(low) | np.isnan(high))
+            ax.fill_between(x[ok], low[ok], high[ok], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel(field)
+        ax.set_ylabel(f"final {metric} (mean, {int(round(100 * CI_LEVEL))}% CI)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+        if title:
+            ax.set_title(f"{title}: final {metric} against {field}")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+        path = Path(out_dir) / f"{prefix}sweep_{field}.png"
+        atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths

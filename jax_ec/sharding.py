@@ -1,6 +1,6 @@
 """Spreading a scheme's trials and partitions over devices with ``jax.sharding.Mesh`` and ``shard_map``.
 
-A run's mesh (config ``mesh: {trials: M_T, partitions: M_P}``) has two axes:
+A run's mesh (config ``runtime.mesh: {trials: M_T, partitions: M_P}``) has two axes:
 
 * ``trials`` — the T trials are split into M_T blocks, one per device row; each device runs its
   block exactly as one device runs all trials (``vmap`` or ``lax.map``, see
@@ -10,7 +10,7 @@ A run's mesh (config ``mesh: {trials: M_T, partitions: M_P}``) has two axes:
   gradients (and holds their worker momentum); the sign counts ``G[:, block] @ S_block`` combine
   with a ``psum`` over the axis (exact: small integers), the real-valued aggregators and the
   BatchNorm statistics ``all_gather`` the k partitions' values first
-  (:meth:`jax_ec.train.Trainer.direction`).
+  (:func:`jax_ec.core.make_train`, ``update``).
 
 Every number equals the single-device run's (tested on 8 forced host devices). Parameters,
 optimizer state, the code G and the Byzantine set are replicated along ``partitions``.
@@ -31,25 +31,43 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .config import ConfigError, MeshConfig
 
-__all__ = ["TRIALS_AXIS", "PARTITIONS_AXIS", "make_mesh", "padded_size", "pad_trials", "state_specs",
+__all__ = ["TRIALS_AXIS", "PARTITIONS_AXIS", "mesh_shape", "make_mesh", "padded_size", "pad_trials", "state_specs",
            "named_shardings", "sharded_trials", "to_host"]
 
 TRIALS_AXIS = "trials"
 PARTITIONS_AXIS = "partitions"
 
 
-def make_mesh(cfg: MeshConfig) -> Mesh | None:
-    """The run's mesh ``trials × partitions`` over the first ``cfg.size`` devices (None for one device)."""
-    if cfg.size == 1:
-        return None
-    devices = jax.devices()
-    if cfg.size > len(devices):
-        hint = (f"; on the CPU, start with XLA_FLAGS=--xla_force_host_platform_device_count={cfg.size}"
+def mesh_shape(cfg: MeshConfig, pairs: int | None = None) -> tuple[int, int]:
+    """The mesh ``(trials, partitions)`` a call of ``pairs`` (scheme, trial) pairs runs on.
+
+    ``trials: auto`` takes ``⌊devices / partitions⌋`` devices, at most ``pairs`` (no device idles
+    on padding alone), at least one. Raises :class:`ConfigError` when the mesh needs more devices
+    than this process sees.
+    """
+    devices = jax.device_count()
+    if cfg.trials == "auto":
+        trials = max(1, devices // cfg.partitions)
+        if pairs is not None:
+            trials = min(trials, max(1, pairs))
+    else:
+        trials = cfg.trials
+    size = trials * cfg.partitions
+    if size > devices:
+        hint = (f"; on the CPU, start with XLA_FLAGS=--xla_force_host_platform_device_count={size}"
                 if jax.default_backend() == "cpu" else "")
-        raise ConfigError(f"mesh: asks for {cfg.size} devices (trials {cfg.trials} × partitions "
-                          f"{cfg.partitions}); this process sees {len(devices)} {jax.default_backend()} "
+        raise ConfigError(f"runtime.mesh: asks for {size} devices (trials {trials} × partitions "
+                          f"{cfg.partitions}); this process sees {devices} {jax.default_backend()} "
                           f"device(s){hint}")
-    grid = np.asarray(devices[:cfg.size], dtype=object).reshape(cfg.trials, cfg.partitions)
+    return trials, cfg.partitions
+
+
+def make_mesh(shape: tuple[int, int]) -> Mesh | None:
+    """A mesh ``trials × partitions`` (:func:`mesh_shape`) over the first devices (None for one device)."""
+    trials, partitions = shape
+    if trials * partitions == 1:
+        return None
+    grid = np.asarray(jax.devices()[:trials * partitions], dtype=object).reshape(trials, partitions)
     return Mesh(grid, (TRIALS_AXIS, PARTITIONS_AXIS))
 
 
@@ -71,11 +89,11 @@ def pad_trials(tree: Any, size: int) -> Any:
     return jax.tree.map(pad, tree)
 
 
-def state_specs(trainer, state: Any) -> Any:
-    """Partition specs of a batched trial state: trials on axis 0; the trainer's partition fields
-    (``Trainer.partition_fields``, e.g. the worker momentum ``(T, k, d)``) also split over ``partitions``."""
+def state_specs(state: Any, partition_fields: tuple[str, ...] = (), split_partitions: bool = False) -> Any:
+    """Partition specs of a pair-batched state: pairs on axis 0; with ``split_partitions`` the
+    ``partition_fields`` (e.g. the worker momentum ``(P, k, d)``) also split over ``partitions``."""
     def specs_of(name: str | None, sub: Any) -> Any:
-        split = trainer.partition_axis is not None and name in trainer.partition_fields
+        split = split_partitions and name in partition_fields
         spec = P(TRIALS_AXIS, PARTITIONS_AXIS) if split else P(TRIALS_AXIS)
         return jax.tree.map(lambda _: spec, sub)
 

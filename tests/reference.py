@@ -1,6 +1,6 @@
 """A plain NumPy reference of the election, written with Python loops like the paper's official code.
 
-This is the trusted oracle of the tests: slow, boring, obviously correct. It follows DESIGN.md §1
+This is the trusted oracle of the tests: slow, boring, obviously correct. It follows docs/algorithm.md, section 1,
 step by step, one worker and one partition at a time, with no matrix algebra.
 """
 

@@ -16,8 +16,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_ec.config import config_from_dict  # noqa: E402
+from jax_ec.config import MeshConfig, config_from_dict  # noqa: E402
 from jax_ec.experiment import run_experiment  # noqa: E402
+from jax_ec.sharding import mesh_shape  # noqa: E402
 
 MLP = dict(
     name="shard_mlp", seed=3, trials=5, task={"name": "synthetic", "num_samples": 512, "num_features": 8, "hidden": [16]},
@@ -43,8 +44,9 @@ CASES = {
     # name: (config, [(mesh_trials, mesh_partitions, trial_batching), ...]); the first is the reference.
     "mlp_vmap": (MLP, [(1, 1, "vmap"), (2, 4, "vmap")]),
     "mlp_map": (MLP, [(1, 1, "map"), (8, 1, "map")]),
+    "amazon_auto": (AMAZON, [(1, 1, "map"), ("auto", 1, "map")]),   # the default: min(8 devices, pairs)
     "amazon_sparse_map": (AMAZON, [(1, 1, "map"), (4, 1, "map")]),
-    "amazon_direct": (dict(AMAZON, fast_path=False), [(1, 1, "vmap"), (1, 8, "vmap")]),
+    "amazon_direct": (dict(AMAZON, runtime={"formulation": "dense"}), [(1, 1, "vmap"), (1, 8, "vmap")]),
 }
 
 
@@ -55,7 +57,7 @@ class Interrupted(Exception):
 def resume_across_meshes(out_dir: str) -> dict:
     """A run on mesh 2 × 4 interrupted after its first state checkpoint, resumed on one device."""
     import jax_ec.checkpoint as ck
-    cfg = dict(MLP, schemes=MLP["schemes"][:2], trial_batching="vmap")
+    cfg = dict(MLP, schemes=MLP["schemes"][:2], runtime={"trial_batching": "vmap"})
     original = ck.Checkpointer.save_progress
 
     def save_then_stop(self, *args, **kwargs):
@@ -64,28 +66,33 @@ def resume_across_meshes(out_dir: str) -> dict:
 
     ck.Checkpointer.save_progress = save_then_stop
     try:
-        run_experiment(config_from_dict(dict(cfg, mesh={"trials": 2, "partitions": 4})), out_dir,
+        run_experiment(config_from_dict(dict(cfg, runtime={"trial_batching": "vmap",
+                                                           "mesh": {"trials": 2, "partitions": 4}})), out_dir,
                        progress_bar=False, checkpoint_every_s=0)
         raise AssertionError("the run was not interrupted")
     except Interrupted:
         pass
     finally:
         ck.Checkpointer.save_progress = original
-    res = run_experiment(config_from_dict(cfg), out_dir, progress_bar=False, resume=True, checkpoint_every_s=0)
+    res = run_experiment(config_from_dict(dict(cfg, runtime={"trial_batching": "vmap", "mesh": {"trials": 1}})),
+                         out_dir, progress_bar=False, resume=True, checkpoint_every_s=0)
     return {r.curves.scheme: {"metric": [[float(v).hex() for v in row] for row in np.asarray(r.curves.metric)],
                               "resumed_from_step": r.resumed_from_step} for r in res.runs}
 
 
 def main(out_path: str, names: list[str]) -> None:
     assert jax.device_count() == 8, jax.devices()
-    results = {}
+    results, meshes_used = {}, {}
     for name in [n for n in names if n in CASES]:
         base, meshes = CASES[name]
         runs = {}
         for t, p, batching in meshes:
-            cfg = config_from_dict(dict(base, trial_batching=batching, mesh={"trials": t, "partitions": p}))
+            runtime = {**base.get("runtime", {}), "trial_batching": batching, "mesh": {"trials": t, "partitions": p}}
+            cfg = config_from_dict(dict(base, runtime=runtime))
             res = run_experiment(cfg, os.path.join(os.path.dirname(out_path), f"{name}_{t}x{p}"),
                                  progress_bar=False, checkpoint_every_s=None)
+            run_json = os.path.join(os.path.dirname(out_path), f"{name}_{t}x{p}", "run.json")
+            meshes_used[f"{name}_{t}x{p}"] = [(g["mesh"], g["pairs"]) for g in json.loads(open(run_json).read())["groups"]]
             runs[f"{t}x{p}"] = {
                 r.curves.scheme: {"metric": [[float(v).hex() for v in row] for row in np.asarray(r.curves.metric)],
                                   "trainer": r.trainer, "redundancy": np.asarray(r.redundancy).tolist(),
@@ -94,6 +101,10 @@ def main(out_path: str, names: list[str]) -> None:
         results[name] = runs
     if "resume" in names or not names:
         results["resume"] = resume_across_meshes(os.path.join(os.path.dirname(out_path), "resume"))
+    results["meshes_used"] = meshes_used
+    results["mesh_shapes"] = {"auto": mesh_shape(MeshConfig()), "auto_3_pairs": mesh_shape(MeshConfig(), 3),
+                              "auto_partitions_4": mesh_shape(MeshConfig(partitions=4), 100),
+                              "fixed": mesh_shape(MeshConfig(trials=2, partitions=2), 1)}
     with open(out_path, "w") as f:
         json.dump(results, f)
 

@@ -7,12 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_ec.aggregators import (aggregate, real_attack_messages, repetition_groups, repetition_weights,
-                                sanitize, worker_means)
+from jax_ec.aggregators import aggregate, repetition_groups, repetition_weights, sanitize, worker_means
+from jax_ec.attacks import real_attack_messages
 from jax_ec.codes import draco, redundancy
 from jax_ec.config import ConfigError, config_from_dict
+from jax_ec.core import batch_rows, partition_grads
+from jax_ec.plan import make_schemes
 from jax_ec.tasks import make_task
-from jax_ec.train import make_train
+
+from builders import build, device_data
 
 
 def reference_worker_means(G, grads):
@@ -95,24 +98,24 @@ def config(**scheme):
 def test_baseline_step_matches_loop(aggregator):
     cfg = config(code="bernoulli", r=2.0, aggregator=aggregator)
     task = make_task(cfg.task)
-    trainer = make_train(cfg, "s", task)
-    data = tuple(jnp.asarray(a) for a in task.data())
-    state = trainer.init(jax.random.PRNGKey(2))
-    rows = np.asarray(trainer.batch_rows(state.keys.data, state.step))
-    grads = np.asarray(trainer.partition_grads(state.params, state.model_state, data[0][rows], data[1][rows],
-                                               jax.random.fold_in(state.keys.augment, 0))[0], np.float64)
+    train, params, scheme, _ = build(cfg, "s", task)
+    data = device_data(task)
+    state = train.init(jax.random.PRNGKey(2), params)
+    rows = np.asarray(batch_rows(scheme.static, task.num_train, state.keys.data, state.step))
+    grads = np.asarray(partition_grads(task.loss, state.params, state.model_state, data[0][rows], data[1][rows],
+                                       jax.random.fold_in(state.keys.augment, 0))[0], np.float64)
     G, byz = np.asarray(state.G), np.asarray(state.byzantine)
     if aggregator == "signed_sum":
         local = np.sign(G @ grads)
         local[byz] = -local[byz]
         expected = np.sign(np.sign(local).sum(0))
-        np.testing.assert_array_equal(np.asarray(trainer.direction(state, data)[0]), expected)
+        np.testing.assert_array_equal(np.asarray(train.update(state, params, data)[0]), expected)
     else:
         M = reference_worker_means(G, grads)
         M[byz] = -M[byz]
         expected = np.median(M, axis=0) if aggregator == "median" else M.mean(0)
-        np.testing.assert_allclose(np.asarray(trainer.direction(state, data)[0]), expected, rtol=1e-4, atol=1e-6)
-    assert trainer.plan.bits_per_coordinate == (1 if aggregator == "signed_sum" else 32)
+        np.testing.assert_allclose(np.asarray(train.update(state, params, data)[0]), expected, rtol=1e-4, atol=1e-6)
+    assert scheme.bits_per_coordinate == (1 if aggregator == "signed_sum" else 32)
 
 
 def test_reduced_minibatch_is_a_smaller_batch_with_more_steps():
@@ -123,21 +126,23 @@ def test_reduced_minibatch_is_a_smaller_batch_with_more_steps():
         optim=dict(lr=0.1, lr_boundaries=[1], worker_momentum=0.0),
         task=dict(name="synthetic", num_samples=400, num_features=6, num_classes=3, hidden=[8]),
         schemes=[dict(name="mv", code="uncoded"), dict(name="s", code="bernoulli", r=2.5, rho=0.5)]))
+    from jax_ec.plan import iteration_time
     task = make_task(cfg.task)
-    full, half = make_train(cfg, "mv", task), make_train(cfg, "s", task)
-    assert (full.plan.steps_per_epoch, half.plan.steps_per_epoch) == (10, 20)
-    assert (full.plan.total_steps, half.plan.total_steps) == (20, 40)
-    assert (full.plan.lr_boundaries, half.plan.lr_boundaries) == ((10,), (20,))
-    assert (full.plan.batch_size, half.plan.per_partition) == (40, 4)
-    rows = np.asarray(half.batch_rows(jax.random.PRNGKey(0), jnp.int32(1)))
+    full, half = make_schemes(cfg, task.num_train)
+    assert (full.static.steps_per_epoch, half.static.steps_per_epoch) == (10, 20)
+    assert (full.total_steps, half.total_steps) == (20, 40)
+    assert (full.params.lr_boundaries.tolist(), half.params.lr_boundaries.tolist()) == ([10], [20])
+    assert (full.static.batch, half.static.per_partition) == (40, 4)
+    rows = np.asarray(batch_rows(half.static, task.num_train, jax.random.PRNGKey(0), jnp.int32(1)))
     np.testing.assert_array_equal(rows, 20 + np.arange(20).reshape(5, 4))
     # Both schemes are evaluated at the same epochs (every half epoch).
-    np.testing.assert_array_equal(full.eval_steps() / 10, half.eval_steps() / 20)
-    np.testing.assert_array_equal(half.eval_steps(), [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(np.array(full.eval_steps) / 10, np.array(half.eval_steps) / 20)
+    assert half.eval_steps == (0, 10, 20, 30, 40)
     G = np.ones((5, 5))
-    assert half.iteration_time(G) == 5 * 0.5
+    assert iteration_time(half, G, 100) == 5 * 0.5
     # Per epoch the clock agrees: twice the steps at half the time each.
-    assert half.iteration_time(G) * half.plan.steps_per_epoch == full.iteration_time(G) * full.plan.steps_per_epoch
+    assert (iteration_time(half, G, 100) * half.static.steps_per_epoch
+            == iteration_time(full, G, 100) * full.static.steps_per_epoch)
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
         config(code="uncoded", rho=0.3)   # 0.3 × 40 = 12 samples do not split into 5 partitions
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.rho"):
@@ -150,24 +155,24 @@ def test_reduced_minibatch_is_a_smaller_batch_with_more_steps():
 
 def test_per_scheme_noise_and_lr_override_the_experiment():
     cfg = config(code="uncoded", noise_std=0.5, lr=0.3)
-    plan = make_train(cfg, "s", make_task(cfg.task)).plan
-    assert (plan.noise_std, plan.lr) == (0.5, 0.3)
+    (scheme,) = make_schemes(cfg, 200)
+    assert float(scheme.params.noise_std) == 0.5 and scheme.params.lr.tolist() == [np.float32(0.3)]
+    assert scheme.static.noise == "per_copy"
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.lr"):
         config(code="uncoded", lr=0.0)
 
 
 def test_a_fixed_code_facing_more_byzantines_than_it_tolerates_warns_with_a_counterexample():
-    from jax_ec.train import ToleranceWarning
+    from jax_ec.plan import ToleranceWarning
     base = dict(n=5, attack="reverse", partitioning="split", batch_size=40, steps=1, eval_every=1,
                 task=dict(name="synthetic", num_samples=200, num_features=6, num_classes=3, hidden=[8]),
                 schemes=[dict(name="paper", code="paper_n5")])
-    task = make_task(config_from_dict({**base, "b": 1}).task)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 1-tolerant: no warning
-        make_train(config_from_dict({**base, "b": 1}), "paper", task)
+        make_schemes(config_from_dict({**base, "b": 1}), 200)
     with pytest.warns(ToleranceWarning, match=r"not perfectly b-tolerant for b = 2.*counterexample: partition signs"):
-        make_train(config_from_dict({**base, "b": 2}), "paper", task)
+        make_schemes(config_from_dict({**base, "b": 2}), 200)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 14, 15, 16, 31, 65])

@@ -14,12 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from jax_ec.analysis.bernoulli import (ATTACK_NAMES, Estimate, draw_trials, estimate_table,
+from jax_ec.analysis.bernoulli import (ATTACK_NAMES, Estimate, draw_trials,
                                        exact_expected_failure_probability, exact_failure_probability,
                                        failure_probability, hoeffding_bound, load_deviation,
-                                       load_deviation_curve, load_deviation_exact, load_deviation_table,
-                                       plot_load_deviation, plot_smallest_p, smallest_p,
-                                       smallest_p_table)
+                                       load_deviation_curve, load_deviation_exact, smallest_p)
 from reference import reference_elect
 
 KEY = jax.random.PRNGKey(2020)
@@ -208,27 +206,6 @@ def test_load_deviation_respects_hoeffding_and_matches_the_binomial_tail():
         assert est.ci_low <= exact <= est.ci_high, (eps, est, exact)
     assert load_deviation(KEY, n, p, 0.06, draws=1000, level=LEVEL) == estimates[2]
     assert [e.mean for e in estimates] == sorted((e.mean for e in estimates), reverse=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables and plots
-# ---------------------------------------------------------------------------------------------
-
-def test_tables_and_plots(tmp_path):
-    est = Estimate(0.0123, 0.01, 0.015, 1000)
-    table = estimate_table([{"n": 15, "p": 0.2, "attack": "reverse", "estimate": est},
-                            {"n": 31, "p": 0.1, "attack": "worst_case", "estimate": est}])
-    lines = table.splitlines()
-    assert len(lines) == 4 and lines[0].split()[:3] == ["n", "p", "attack"]
-    assert "P(fail)" in lines[0] and "worst_case" in lines[3] and "0.0123" in lines[2]
-    sp = smallest_p_table([5, 201], [0.5, float("nan")])
-    assert "sqrt(log n/n)" in sp and sp.splitlines()[3].split()[1] == "-"
-    ld = load_deviation_table(51, 0.2, [0.1], [Estimate(0.01, 0.005, 0.02, 5100)])
-    assert "Hoeffding" in ld
-    plot_smallest_p(tmp_path / "p.png", [5, 11, 21], {"a": [0.9, 0.5, float("nan")], "b": [0.8, 0.4, 0.2]})
-    assert (tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC
-    plot_load_deviation(tmp_path / "sub" / "load.png", 51, 0.2, [0.05, 0.1, 0.3], key=KEY, draws=50)
-    assert (tmp_path / "sub" / "load.png").read_bytes()[:8] == PNG_MAGIC
 
 
 # ---------------------------------------------------------------------------------------------

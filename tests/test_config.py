@@ -69,17 +69,17 @@ def test_default_config_is_the_paper_setting():
 
 def test_default_schedule_resolves_to_paper_epochs():
     """117 steps per epoch on 26,325 samples; lr 1e-3 in epoch 1, 1e-4 after."""
-    from jax_ec.train import make_plan
+    from jax_ec.plan import make_schemes
+    from jax_ec.schedule import lr_at
     cfg, _ = load_config(None)
-    plan = make_plan(cfg, cfg.schemes[2], cfg.task.n_train)
-    assert plan.k == 15 and plan.per_partition == 15
-    assert plan.steps_per_epoch == 117
-    assert plan.total_steps == 8 * 117
-    assert plan.lr_boundaries == (117,)
-    assert float(plan.lr_at(np.int32(0))) == pytest.approx(1e-3)
-    assert float(plan.lr_at(np.int32(116))) == pytest.approx(1e-3)
-    assert float(plan.lr_at(np.int32(117))) == pytest.approx(1e-4)
-    assert float(plan.lr_at(np.int32(8 * 117 - 1))) == pytest.approx(1e-4)
+    scheme = make_schemes(cfg, cfg.task.n_train)[2]
+    s, p = scheme.static, scheme.params
+    assert s.k == 15 and s.per_partition == 15
+    assert s.steps_per_epoch == 117
+    assert scheme.total_steps == 8 * 117
+    assert p.lr_boundaries.tolist() == [117]
+    for t, lr in ((0, 1e-3), (116, 1e-3), (117, 1e-4), (8 * 117 - 1, 1e-4)):
+        assert float(lr_at(p.lr, p.lr_boundaries, np.int32(t))) == pytest.approx(lr)
 
 
 def test_configs_amazon_paper_equals_default():
@@ -116,7 +116,12 @@ def test_configs_amazon_paper_equals_default():
     (["schemes.0.code=lrc"], "schemes[0].code", ["'lrc'", "allowed:", "bernoulli", "matrix"]),
     (["task.name=imagenet"], "task.name", ["'imagenet'", "allowed:", "amazon", "synthetic", "cifar10"]),
     (["partitioning=random"], "partitioning", ["'random'", "allowed:", "shards", "split"]),
-    (["trial_batching=pmap"], "trial_batching", ["'pmap'", "allowed:", "vmap", "map"]),
+    (["runtime.trial_batching=pmap"], "runtime.trial_batching", ["'pmap'", "allowed:", "vmap", "map"]),
+    (["trial_batching=map"], "trial_batching", ["moved to runtime.trial_batching"]),
+    (["fast_path=false"], "fast_path", ["moved to runtime.formulation"]),
+    (["schemes.2.sweep={bb: [1, 2]}"], "schemes[2].sweep.bb", ["did you mean 'b'", "sweepable fields"]),
+    (["schemes.2.sweep={b: []}"], "schemes[2].sweep.b", ["non-empty"]),
+    (["schemes.2.sweep={b: [1, 20]}"], "schemes[2][b=20].b", ["got 20", "b < n = 15"]),
     (["direction=0"], "direction", ["got 0", "1, -1"]),
     (["batch_size=100"], "batch_size", ["got 100", "k = 15", "partitions"]),
     (["schemes.0.code=paper_n5", "schemes.0.attack=null"], "schemes[0].code", ["'paper_n5'", "n = 5", "15"]),
@@ -241,7 +246,7 @@ def test_booleans_parse_as_booleans():
     assert config_from_dict({"task": {"shuffle": "false"}}).task.shuffle is False
     assert config_from_dict({"task": {"shuffle": "False"}}).task.shuffle is False
     assert config_from_dict({"task": {"shuffle": "true"}}).task.shuffle is True
-    assert config_from_dict({"fast_path": "no"}).fast_path is False
+    assert config_from_dict({"runtime": {"memory_check": "no"}}).runtime.memory_check is False
     cfg = config_from_dict({"schemes": [{"name": "b", "code": "bernoulli", "r": 2, "nonempty_rows": "yes"}]})
     assert cfg.schemes[0].nonempty_rows is True
     for bad in (2, "maybe", 0.5, [True]):
@@ -312,7 +317,7 @@ def _rich_config() -> ExperimentConfig:
     return config_from_dict({
         "name": "rich", "seed": 7, "trials": 3, "n": 5, "b": 2, "attack": "reverse",
         "direction": -1, "placement": "most_loaded", "noise_std": 0.1, "partitioning": "split",
-        "batch_size": 60, "steps": 9, "eval_every": 3, "target": None, "trial_batching": "map",
+        "batch_size": 60, "steps": 9, "eval_every": 3, "target": None, "runtime": {"trial_batching": "map"},
         "task": {"name": "synthetic", "num_samples": 300, "num_features": 6, "hidden": [16, 8],
                  "shuffle": True},
         "optim": {"lr": 0.05, "lr_boundaries": [2, 5], "momentum": 0.9, "weight_decay": 1e-4,
@@ -382,10 +387,11 @@ def test_scheme_attack_and_b():
 
 
 def test_plan_carries_scheme_attack():
-    from jax_ec.train import make_plan
+    from jax_ec.plan import make_schemes
     cfg, _ = load_config(None, ["schemes.1.b=0"])
-    plans = [make_plan(cfg, s, cfg.task.n_train) for s in cfg.schemes]
-    assert [(p.attack, p.b) for p in plans] == [("none", 0), ("none", 0), ("directional", 5)]
+    schemes = make_schemes(cfg, cfg.task.n_train)
+    assert [(s.attack, s.b, s.static.attack, int(s.params.b)) for s in schemes] == [
+        ("none", 0, "none", 0), ("none", 0, "none", 0), ("directional", 5, "directional", 5)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,33 +400,33 @@ def test_plan_carries_scheme_attack():
 
 
 def test_make_plan_batch_larger_than_shard():
-    from jax_ec.train import make_plan
+    from jax_ec.plan import make_schemes
     cfg, _ = load_config(None)
     # 15 shards of 6 samples, each must contribute 15 per step.
     with pytest.raises(ConfigError) as info:
-        make_plan(cfg, cfg.schemes[0], num_train=90)
+        make_schemes(cfg, num_train=90)
     message = str(info.value)
     assert message.startswith("batch_size: got 225"), message
     assert "k = 15" in message and "6" in message
 
 
 def test_make_plan_batch_larger_than_training_set():
-    from jax_ec.train import make_plan
+    from jax_ec.plan import make_schemes
     cfg = config_from_dict({"n": 5, "b": 1, "batch_size": 60, "partitioning": "split",
                             "task": {"name": "synthetic", "num_samples": 50}})
     with pytest.raises(ConfigError, match=r"^batch_size: got 60; larger than the 50 training samples"):
-        make_plan(cfg, cfg.schemes[1], num_train=50)
-    assert make_plan(cfg, cfg.schemes[1], num_train=120).steps_per_epoch == 2
+        make_schemes(cfg, num_train=50)
+    assert make_schemes(cfg, num_train=120)[1].static.steps_per_epoch == 2
 
 
-def test_make_train_raises_data_size_error_from_task():
+def test_make_schemes_raises_data_size_error_from_task():
+    from jax_ec.plan import make_schemes
     from jax_ec.tasks import make_task
-    from jax_ec.train import make_train
     cfg = config_from_dict({"n": 5, "b": 1, "batch_size": 500, "partitioning": "shards",
                             "task": {"name": "synthetic", "num_samples": 100, "num_features": 4, "hidden": [4]}})
     task = make_task(cfg.task, cfg.seed)
     with pytest.raises(ConfigError, match=r"^batch_size: got 500"):
-        make_train(cfg, cfg.schemes[0], task)
+        make_schemes(cfg, task.num_train)
 
 
 def test_missing_amazon_data_file(tmp_path):
@@ -441,17 +447,34 @@ def test_missing_amazon_data_file_rejected_by_config(tmp_path):
 def test_missing_amazon_data_file_fails_before_compiling(tmp_path, monkeypatch):
     """Even past config validation (file removed after loading the config), run_experiment raises
     the FileNotFoundError before any trainer is built or run."""
-    from dataclasses import replace
-
     from jax_ec import experiment
 
     def boom(*args, **kwargs):
         raise AssertionError("reached training before the data file was checked")
 
-    monkeypatch.setattr(experiment, "make_train", boom)
-    monkeypatch.setattr(experiment, "run_scheme", boom)
+    monkeypatch.setattr(experiment, "prepare_group", boom)
+    monkeypatch.setattr(experiment, "run_group", boom)
     missing = tmp_path / "missing.csv.gz"
     cfg, _ = load_config(None, ["trials=2"])
-    cfg = replace(cfg, task=replace(cfg.task, data_path=str(missing)))  # not re-validated
+    cfg = cfg.model_copy(update=dict(task=cfg.task.model_copy(update=dict(data_path=str(missing)))))  # not re-validated
     with pytest.raises(FileNotFoundError, match="missing.csv.gz"):
         experiment.run_experiment(cfg, tmp_path / "out", progress_bar=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_sweep_expands_into_named_schemes():
+    from jax_ec.config import expand_sweeps
+    cfg, _ = load_config(None, ["schemes.2.sweep={b: [1, 3], r: [2, 3.5]}"])
+    names = [s.name for s in cfg.expanded_schemes()]
+    assert names == ["no_attack", "signsgd_mv", "bernoulli_p2_15[b=1,r=2]", "bernoulli_p2_15[b=1,r=3.5]",
+                     "bernoulli_p2_15[b=3,r=2]", "bernoulli_p2_15[b=3,r=3.5]"]
+    swept = expand_sweeps(cfg.schemes)[3]
+    assert (swept.parent, swept.point) == ("bernoulli_p2_15", (("b", 1), ("r", 3.5)))
+    assert (swept.scheme.b, swept.scheme.r, swept.scheme.sweep) == (1, 3.5, None)
+    assert cfg.scheme_b(swept.scheme) == 1
+    # The sweep survives the round trip through config.yaml.
+    assert config_from_dict(config_to_dict(cfg)) == cfg

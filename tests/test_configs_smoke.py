@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,11 @@ def test_config_runs_in_smoke_form(path, tmp_path):
     cfg = smoke_config(load_config(path)[0])
     assert (cfg.trials, cfg.steps) == (2, 2)
     # Under TFDS's mock the "download" is a no-op that serves random records.
-    cfg = replace(cfg, task=replace(cfg.task, download=True))
+    cfg = cfg.model_copy(update=dict(task=cfg.task.model_copy(update=dict(download=True))))
     with tfds.testing.mock_data(num_examples=2 * cfg.batch_size):  # no network, no TensorFlow
         result = run_experiment(cfg, tmp_path, progress_bar=False)
     curves = read_metrics_csv(tmp_path / "metrics.csv")
-    assert [c.scheme for c in curves] == [s.name for s in cfg.schemes]
+    assert [c.scheme for c in curves] == [s.name for s in cfg.expanded_schemes()]
     for c in curves:
         assert c.metric.shape == (2, 3) and np.isfinite(c.metric).all()
-    assert len(result.summary) == len(cfg.schemes)
+    assert len(result.summary) == len(cfg.expanded_schemes())

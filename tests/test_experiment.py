@@ -63,7 +63,7 @@ def column(rows: list[dict], name: str, scheme: str | None = None) -> np.ndarray
 def synthetic_map(tmp_path_factory):
     """The tiny synthetic experiment, trials batched with lax.map."""
     out = tmp_path_factory.mktemp("synthetic_map")
-    cfg = synthetic(trial_batching="map")
+    cfg = synthetic(runtime={"trial_batching": "map"})
     result = run_experiment(cfg, out, progress_bar=False)
     return cfg, result, out
 
@@ -108,7 +108,7 @@ def test_run_json_codes_and_sim_time(synthetic_map):
     assert info["matrix"]["max_load"] == [2.0] * 3
     assert len(set(info["paper_n5"]["redundancy"])) == 1  # a fixed code
     for s in SCHEMES:
-        assert info[s]["trainer"] == "Trainer"  # synthetic MLP: the direct formulation
+        assert info[s]["trainer"] == "dense"  # synthetic MLP: the dense formulation
         assert info[s]["steps"] == 8
     rows = read_metrics(out)
     for r in rows:
@@ -128,11 +128,11 @@ def test_common_random_numbers_across_schemes(synthetic_map):
 
 
 def test_trial_batching_map_equals_vmap_synthetic(synthetic_map, tmp_path):
-    """vmap gives the map numbers bitwise (each scheme runs on its own, so a subset of the schemes
-    is compared against the same schemes of the full map run)."""
+    """vmap gives the map numbers bitwise, whichever schemes share the call (a subset of the
+    schemes is compared against the same schemes of the full map run)."""
     _, _, out_map = synthetic_map
     coded = ["bernoulli_r2", "matrix"]
-    cfg = synthetic(trial_batching="vmap", schemes=[s for s in SYNTHETIC["schemes"] if s["name"] in coded])
+    cfg = synthetic(runtime={"trial_batching": "vmap"}, schemes=[s for s in SYNTHETIC["schemes"] if s["name"] in coded])
     run_experiment(cfg, tmp_path, progress_bar=False)
     a = [r for r in read_metrics(out_map) if r["scheme"] in coded]
     b = read_metrics(tmp_path)
@@ -150,10 +150,10 @@ def amazon_map_vmap(tmp_path_factory):
                  "schemes=[{name: signsgd_mv}, {name: bernoulli_r2, code: bernoulli, r: 2}]"]
     results = {}
     for mode in ("map", "vmap"):
-        cfg, _ = load_config(None, [*overrides, f"trial_batching={mode}"])
+        cfg, _ = load_config(None, [*overrides, f"runtime.trial_batching={mode}"])
         out = tmp_path_factory.mktemp(f"amazon_{mode}")
         run = run_experiment(cfg, out, progress_bar=False)
-        assert {r.trainer for r in run.runs} == {"SparseLogRegTrainer"}
+        assert {r.trainer for r in run.runs} == {"touched_coordinates"}
         results[mode] = read_metrics(out)
     return results["map"], results["vmap"]
 
@@ -170,7 +170,7 @@ def test_trial_batching_map_close_to_vmap_amazon(amazon_map_vmap):
 
 
 def test_same_seed_is_bitwise_reproducible_and_seed_matters(tmp_path):
-    small = dict(trials=2, trial_batching="map", schemes=[SYNTHETIC["schemes"][1]])
+    small = dict(trials=2, runtime={"trial_batching": "map"}, schemes=[SYNTHETIC["schemes"][1]])
     runs = {}
     for label, seed in (("a", 0), ("b", 0), ("c", 1)):
         out = tmp_path / label
@@ -197,23 +197,31 @@ def test_trial_keys_are_fold_in(seed, trials):
     np.testing.assert_array_equal(np.asarray(trial_keys(seed, trials + 2)[:trials]), np.asarray(keys))
 
 
-def test_auto_trial_batching_follows_the_trials_per_device():
+def test_auto_trial_batching_follows_the_pairs_per_device():
     """``trial_batching: auto`` on the CPU: ``map`` for a model without convolutions below
-    CPU_VMAP_MIN_TRIALS trials per device, ``vmap`` from there until the trials' partition
-    gradients pass CPU_VMAP_MAX_BYTES; an explicit mode is kept."""
+    CPU_VMAP_MIN_TRIALS (scheme, trial) pairs per device, ``vmap`` from there until the pairs'
+    partition gradients pass CPU_VMAP_MAX_BYTES; an explicit mode is kept."""
+    from jax_ec.plan import group_schemes, make_schemes
+    from jax_ec.runtime import CPU_VMAP_MAX_BYTES, CPU_VMAP_MIN_TRIALS, choose
     from jax_ec.tasks import make_task
-    from jax_ec.train import CPU_VMAP_MAX_BYTES, CPU_VMAP_MIN_TRIALS, make_train, resolved_modes
     if jax.default_backend() != "cpu":
         pytest.skip("the rule under test is the CPU's")
-    few = synthetic(trials=CPU_VMAP_MIN_TRIALS - 1)
-    trainer = make_train(few, few.schemes[1], make_task(few.task, few.seed))
-    assert resolved_modes(few, trainer)[0] == "map"
-    many = synthetic(trials=CPU_VMAP_MIN_TRIALS)
-    assert resolved_modes(many, trainer)[0] == "vmap"
-    assert resolved_modes(synthetic(trials=CPU_VMAP_MIN_TRIALS, trial_batching="map"), trainer)[0] == "map"
-    assert resolved_modes(synthetic(trials=1, trial_batching="vmap"), trainer)[0] == "vmap"
-    too_many = CPU_VMAP_MAX_BYTES // (4 * trainer.plan.k * trainer.num_params) + 1
-    assert resolved_modes(synthetic(trials=too_many), trainer)[0] == "map"   # past the working-set limit
+    cfg = synthetic()
+    task = make_task(cfg.task, cfg.seed)
+    group = group_schemes(make_schemes(cfg, task.num_train))[0]
+    assert len(group.schemes) == 3   # uncoded, Bernoulli and paper_n5 share a shape; the 3-column matrix not
+
+    def mode(pairs, **forced):
+        return choose("cpu", task, group.static, pairs, group.total_steps, cfg.runtime.model_copy(update=forced)
+                      ).trial_batching
+    assert mode(CPU_VMAP_MIN_TRIALS - 1) == "map"
+    assert mode(CPU_VMAP_MIN_TRIALS) == "vmap"
+    assert mode(CPU_VMAP_MIN_TRIALS, trial_batching="map") == "map"
+    assert mode(1, trial_batching="vmap") == "vmap"
+    d = sum(np.prod(x.shape) for x in jax.tree.leaves(jax.eval_shape(task.init, jax.random.PRNGKey(0))[0]))
+    assert mode(int(CPU_VMAP_MAX_BYTES // (4 * group.static.k * d)) + 1) == "map"   # past the working-set limit
+    # The experiment counts pairs: 3 schemes × 3 trials = 9 pairs per device, so vmap.
+    assert mode(3 * cfg.trials) == "vmap"
 
 
 def test_per_step_placement_reports_no_fixed_byzantine_set(tmp_path):
@@ -244,3 +252,30 @@ def test_schemes_of_different_steps_per_epoch_align_by_epoch(tmp_path):
     assert info["half"]["steps_per_epoch"] == 17 and info["full"]["steps_per_epoch"] == 9
     assert info["half"]["bits_per_worker_epoch"] == 17 * info["half"]["bits_per_worker_step"]
     assert all(r["epochs_to_target_mean"] == 0.0 for r in result.summary)
+
+
+def test_a_sweep_runs_as_one_call_and_reports_like_ordinary_schemes(tmp_path):
+    """A scheme swept over b × r expands into named schemes that share one compiled call with the
+    unswept ones; metrics, summary, run.json and the report treat them as ordinary schemes, and a
+    one-dimensional sweep gets its plot of the final metric against the field."""
+    from jax_ec.report import write_report
+    out = tmp_path / "sweep"
+    cfg = synthetic(trials=2, steps=4, eval_every=2, schemes=[
+        {"name": "mv", "code": "uncoded", "sweep": {"b": [0, 1, 2]}},
+        {"name": "bern", "code": "bernoulli", "r": 2, "sweep": {"b": [1, 2], "r": [2, 3]}}])
+    result = run_experiment(cfg, out, progress_bar=False)
+    names = ["mv[b=0]", "mv[b=1]", "mv[b=2]", "bern[b=1,r=2]", "bern[b=1,r=3]", "bern[b=2,r=2]", "bern[b=2,r=3]"]
+    assert [r["scheme"] for r in result.summary] == names
+    run = json.loads((out / "run.json").read_text())
+    assert [g["schemes"] for g in run["groups"]] == [names]          # one compiled call
+    assert run["schemes"]["bern[b=2,r=3]"]["swept_from"] == "bern"
+    assert run["schemes"]["bern[b=2,r=3]"]["sweep_point"] == {"b": 2, "r": 3}
+    assert run["schemes"]["bern[b=2,r=3]"]["b"] == 2
+    assert [len(b[0]) for b in (run["schemes"][n]["byzantine_workers"] for n in names[:3])] == [0, 1, 2]
+    assert (out / "sweep_b.png").read_bytes()[:4] == b"\x89PNG"     # mv is swept over b alone
+    assert not (out / "sweep_r.png").exists()                        # bern is swept over two fields
+    assert {r["scheme"] for r in read_metrics(out)} == set(names)
+    report = write_report([out], tmp_path / "rep" / "report.md")
+    text = report.read_text()
+    assert "bern[b=2,r=3]" in text and "sweep_b.png" in text
+    assert (tmp_path / "rep" / "sweep_sweep_b.png").is_file()

@@ -28,7 +28,7 @@ from jax_ec.attacks import ATTACKS, PLACEMENTS
 from jax_ec.config import CODES, PARTITIONINGS, TASKS, ConfigError, ExperimentConfig, config_from_dict, smoke_config
 from jax_ec.experiment import DivergenceError, run_experiment
 from jax_ec.tasks import make_task
-from jax_ec.train import make_train
+from jax_ec.plan import group_schemes, make_schemes
 
 SYNTHETIC = {
     "name": "fuzz", "seed": 0, "trials": 2,
@@ -43,15 +43,16 @@ AMAZON = {
 }
 MATRIX = [[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 0, 0], [0, 1, 0]]
 
-TOP = [f for f in ExperimentConfig.__dataclass_fields__]
+TOP = [f for f in ExperimentConfig.model_fields]
 SECTIONS = {
     "task": ["name", "data_path", "n_train", "num_samples", "num_features", "num_classes", "hidden", "shuffle",
              "model", "width", "data_dir", "download", "augment", "train_samples", "test_samples"],
     "optim": ["lr", "lr_boundaries", "lr_decay", "momentum", "weight_decay", "worker_momentum"],
     "time": ["t_partition", "bandwidth"],
+    "runtime": ["trial_batching", "step_loop", "vote", "conv_rule", "formulation", "memory_check"],
 }
 SCHEME_KEYS = ["name", "code", "r", "k", "nonempty_rows", "matrix", "attack", "b", "aggregator", "rho",
-               "noise_std", "lr"]
+               "noise_std", "noise_model", "lr", "sweep"]
 TYPOS = ["trails", "sead", "atack", "schemas", "optim.lrr", "task.nmae", "task.shufle", "time.bandwith",
          "schemes.0.cod", "schemes.1.rr", "eval", "n_workers", "batchsize"]
 NAMES = [*TASKS, *CODES, *ATTACKS, *PLACEMENTS, *PARTITIONINGS, "vote", "signed_sum", "median", "mean",
@@ -81,7 +82,7 @@ def values(existing_file: str):
 PLAUSIBLE = {  # values that often keep a config valid, so that valid configs get fuzzed too
     "n": [3, 5, 6, 7, 15], "b": [0, 1, 2, 3], "attack": list(ATTACKS), "placement": list(PLACEMENTS),
     "direction": [1, -1], "trials": [1, 2], "seed": [0, 1, 7], "steps": [1, 2, None], "eval_every": [1, 2, 5],
-    "noise_std": [0.0, 0.1], "trial_batching": ["auto", "map", "vmap"], "fast_path": [True, False, "false"],
+    "noise_std": [0.0, 0.1], "trial_batching": ["auto", "map", "vmap"], "formulation": ["auto", "dense"],
     "target": [None, 0.5], "code": list(CODES), "r": [1.0, 2, 2.5], "aggregator": ["vote", "signed_sum",
     "median", "mean", "repetition"], "rho": [1.0, 0.5], "lr": [0.01, 1e-3], "shuffle": [True, False, "False"],
     "worker_momentum": [0.0, 0.9], "momentum": [0.0, 0.9], "weight_decay": [0.0, 1e-4], "hidden": [[4], [], 3],
@@ -146,8 +147,8 @@ RUNS = {"left": 2}
 
 def small(cfg) -> bool:
     t = cfg.task
-    ks = [cfg.scheme_k(s) for s in cfg.schemes]
-    sizes = cfg.n <= 16 and max(ks) <= 16 and len(cfg.schemes) <= 3 and cfg.batch_size <= 512
+    ks = [cfg.scheme_k(s) for s in cfg.expanded_schemes()]
+    sizes = cfg.n <= 16 and max(ks) <= 16 and len(cfg.expanded_schemes()) <= 3 and cfg.batch_size <= 512
     if t.name == "synthetic":
         return sizes and (t.num_samples <= 2048 and t.num_features <= 32 and t.num_classes <= 16
                           and all(h <= 32 for h in t.hidden) and len(t.hidden) <= 3)
@@ -164,8 +165,7 @@ def check(data: dict, tmp_path) -> None:
         if key not in _tasks:
             _tasks[key] = make_task(cfg.task, cfg.seed)
         task = _tasks[key]
-        for s in cfg.schemes:
-            make_train(cfg, s, task)
+        make_schemes(cfg, task.num_train)
     except (ConfigError, FileNotFoundError) as exc:
         check_message(exc, data)
         return
@@ -209,8 +209,7 @@ def _outcome(data: dict, run_task: bool = True):
     cfg.output_dir()
     if run_task:
         task = make_task(cfg.task, cfg.seed)
-        for s in cfg.schemes:
-            make_train(cfg, s, task)
+        make_schemes(cfg, task.num_train)
     return cfg
 
 
@@ -233,12 +232,13 @@ def test_gap_lr_boundaries_must_be_strictly_increasing():
 
 @pytest.mark.parametrize("code", ["uncoded", "draco"])
 def test_gap_k_is_checked_against_the_code(code):
-    from jax_ec.experiment import run_scheme
+    from jax_ec.experiment import prepare_group, run_group
     data = {**SYNTHETIC, "n": 6, "batch_size": 24, "schemes": [{"name": "s", "code": code, "k": 3}]}
     with pytest.raises(ConfigError, match=r"^schemes\[0\]\.k: "):
         cfg = _outcome(data)
         task = make_task(cfg.task, cfg.seed)
-        run_scheme(cfg, make_train(cfg, "s", task), task.data())
+        (group,) = group_schemes(make_schemes(cfg, task.num_train))
+        run_group(cfg, prepare_group(cfg, 0, group, task), task.data())
 
 
 def test_gap_amazon_data_path_with_wrong_contents():

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from jax_ec.models import CNN, MLP, MODEL_NAMES, ResNet, ResNet18, ResNet50, make_model
 from jax_ec.models.mlp import classification_loss
-from jax_ec.train import partition_grads
+from jax_ec.core import partition_grads
 
 
 def init_key(seed: int = 0) -> jax.Array:

@@ -114,16 +114,16 @@ def test_config_equals_its_run_sh_lines(panel):
 def test_reduced_minibatch_schemes_take_twice_the_steps_per_epoch():
     """run.sh's smaller --batch_size: ρ = 0.5 runs round(N / (ρB)) steps per epoch, with its
     milestones (epochs) at those steps. Checked on the shipped digits with a panel's schemes."""
-    from dataclasses import replace
-
+    from jax_ec.plan import make_schemes
     from jax_ec.tasks import make_task
-    from jax_ec.train import make_plan
-    cfg, _ = load_config(PAPER / "figA3_n15_b6_reduced.yaml")
-    cfg = replace(cfg, task=replace(cfg.task, name="digits", model="mlp", augment=False))
+    cfg, _ = load_config(PAPER / "figA3_n15_b6_reduced.yaml", ["task.name=digits", "task.model=mlp",
+                                                                   "task.augment=false"])
     task = make_task(cfg.task)
-    plans = {s.name: make_plan(cfg, s, task.num_train) for s in cfg.schemes}
-    full, half = plans["signsgd_mv"], plans["bernoulli_r3_rho0.5"]
-    assert (full.batch_size, half.batch_size) == (240, 120)
-    assert half.steps_per_epoch == round(task.num_train / 120) and full.steps_per_epoch == round(task.num_train / 240)
-    assert half.lr_boundaries == tuple(e * half.steps_per_epoch for e in (20, 40, 80))
-    assert half.total_steps == 100 * half.steps_per_epoch
+    schemes = {s.name: s for s in make_schemes(cfg, task.num_train)}
+    full, half = schemes["signsgd_mv"], schemes["bernoulli_r3_rho0.5"]
+    assert (full.static.batch, half.static.batch) == (240, 120)
+    assert half.static.steps_per_epoch == round(task.num_train / 120)
+    assert full.static.steps_per_epoch == round(task.num_train / 240)
+    assert half.static.steps_per_epoch == 2 * full.static.steps_per_epoch
+    assert half.params.lr_boundaries.tolist() == [e * half.static.steps_per_epoch for e in (20, 40, 80)]
+    assert half.total_steps == 100 * half.static.steps_per_epoch

@@ -11,7 +11,8 @@ import pytest
 from jax_ec.config import load_config
 from jax_ec.permutation import permute, permute_reference, round_keys
 from jax_ec.tasks import make_task
-from jax_ec.train import make_train
+from jax_ec.core import batch_rows
+from jax_ec.plan import make_schemes
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 16, 17, 100, 1797, 4097])
@@ -80,9 +81,8 @@ def test_shuffled_epoch_visits_each_row_at_most_once(partitioning):
     cfg, _ = load_config(None, ["task.n_train=600", "task.shuffle=true", f"partitioning={partitioning}",
                                 "n=5", "b=1", "batch_size=50", "schemes=[{name: s, code: uncoded}]"])
     task = make_task(cfg.task, cfg.seed)
-    trainer = make_train(cfg, cfg.schemes[0], task)
-    plan, key = trainer.plan, jax.random.PRNGKey(7)
-    epochs = [np.stack([np.asarray(trainer.batch_rows(key, jnp.int32(e * plan.steps_per_epoch + s)))
+    plan, key = make_schemes(cfg, task.num_train)[0].static, jax.random.PRNGKey(7)
+    epochs = [np.stack([np.asarray(batch_rows(plan, task.num_train, key, jnp.int32(e * plan.steps_per_epoch + s)))
                         for s in range(plan.steps_per_epoch)]) for e in range(2)]
     for rows in epochs:  # (steps, k, per_partition)
         flat = rows.reshape(-1)

@@ -31,3 +31,17 @@ def test_ci_runs_the_readme_test_command():
 
 def test_shipped_default_config_is_the_configs_copy():
     assert (ROOT / "jax_ec" / "default.yaml").read_text() == (ROOT / "configs" / "amazon_paper.yaml").read_text()
+
+
+def test_architecture_example_runs(monkeypatch):
+    """docs/architecture.md's dozen lines: a config flowing to each scheme's vote of step 0."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    block = block.replace('"configs/amazon_paper.yaml"', repr(str(ROOT / "configs" / "amazon_paper.yaml")))
+    scope: dict = {}
+    exec(compile(block, "architecture.md", "exec"), scope)
+    import numpy as np
+    votes = np.asarray(scope["votes"])
+    assert votes.shape == (3, 263_500) and set(np.unique(votes)) <= {-1.0, 0.0, 1.0}
+    assert scope["rt"].formulation == "touched_coordinates"
+    assert not np.array_equal(votes[0], votes[1])       # no attack against b = 5 directional

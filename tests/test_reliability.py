@@ -30,19 +30,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jax_ec.aggregators import aggregate, repetition_groups
-from jax_ec.attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
+from jax_ec.attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS, uniform_placement
 from jax_ec.checkpoint import CHECKPOINT_DIR
 from jax_ec.cli import main
 from jax_ec.config import ConfigError, config_from_dict, load_config
 from jax_ec.election import corrupt, global_vote, local_votes
-from jax_ec.experiment import DivergenceError, _check_finite, run_experiment, run_scheme, trial_keys
+from jax_ec.experiment import (DivergenceError, _check_finite, prepare_group, run_experiment, run_group,
+                               trial_keys)
 from jax_ec.tasks import make_task
-from jax_ec.train import SPARSE_ATTACKS, make_train
+from jax_ec.attacks import COORDINATEWISE_ATTACKS as SPARSE_ATTACKS
+from jax_ec.plan import group_schemes, make_schemes
+
+from builders import build
 
 election_module = importlib.import_module("jax_ec.election")  # (jax_ec.election is also a function)
-train_module = importlib.import_module("jax_ec.train")
+core_module = importlib.import_module("jax_ec.core")
 
-AMAZON_TINY = ["task.n_train=1500", "steps=6", "eval_every=3", "trials=3", "trial_batching=map", "seed=5",
+
+def run_one(cfg, task, trial_ids=None):
+    """The runs of a config's first group (every scheme of these configs shares one group)."""
+    (group,) = group_schemes(make_schemes(cfg, task.num_train))
+    return run_group(cfg, prepare_group(cfg, 0, group, task), task.data(), trial_ids=trial_ids)
+
+AMAZON_TINY = ["task.n_train=1500", "steps=6", "eval_every=3", "trials=3", "runtime.trial_batching=map", "seed=5",
                "task.shuffle=true", "schemes=[{name: bern, code: bernoulli, r: 2}]"]
 
 SYNTHETIC = {
@@ -78,7 +88,7 @@ def amazon_twice(tmp_path_factory):
     cfg, _ = load_config(None, AMAZON_TINY)
     first = tmp_path_factory.mktemp("amazon_first")
     result = run_experiment(cfg, first, progress_bar=False)
-    assert result.runs[0].trainer == "SparseLogRegTrainer"
+    assert result.runs[0].trainer == "touched_coordinates"
     again, _ = load_config(first / "config.yaml")
     assert again == cfg
     second = tmp_path_factory.mktemp("amazon_second")
@@ -103,7 +113,7 @@ def test_trial_alone_equals_trial_inside_the_batch_map(amazon_twice):
     np.testing.assert_array_equal(np.asarray(trial_keys(cfg.seed, 1, first=2))[0],
                                   np.asarray(trial_keys(cfg.seed, 3))[2])
     task = make_task(cfg.task, cfg.seed)
-    alone = run_scheme(cfg, make_train(cfg, "bern", task), task.data(), trial_ids=[2])
+    (alone,) = run_one(cfg, task, trial_ids=[2])
     batch = result.runs[0]
     np.testing.assert_array_equal(alone.curves.metric[0], batch.curves.metric[2])
     np.testing.assert_array_equal(alone.curves.sim_time[0], batch.curves.sim_time[2])
@@ -120,12 +130,12 @@ def test_amazon_trials_vmapped_mapped_or_alone_give_the_same_bits():
                                    "schemes=[{name: bern, code: bernoulli, r: 2}]"]
     curves = {}
     for mode in ("vmap", "map"):
-        cfg, _ = load_config(None, overrides + [f"trial_batching={mode}"])
+        cfg, _ = load_config(None, overrides + [f"runtime.trial_batching={mode}"])
         task = make_task(cfg.task, cfg.seed)
-        trainer = make_train(cfg, "bern", task)
-        assert type(trainer).__name__ == "SparseLogRegTrainer"
-        curves[mode] = run_scheme(cfg, trainer, task.data()).curves.metric
-        curves[mode + "_alone"] = run_scheme(cfg, trainer, task.data(), trial_ids=[3]).curves.metric
+        (run,) = run_one(cfg, task)
+        assert run.trainer == "touched_coordinates" and run.runtime.trial_batching == mode
+        curves[mode] = run.curves.metric
+        curves[mode + "_alone"] = run_one(cfg, task, trial_ids=[3])[0].curves.metric
     np.testing.assert_array_equal(curves["vmap"], curves["map"])
     np.testing.assert_array_equal(curves["vmap_alone"][0], curves["vmap"][3])
     np.testing.assert_array_equal(curves["map_alone"][0], curves["map"][3])
@@ -145,7 +155,7 @@ def test_run_json_records_what_reruns_the_folder(amazon_twice):
     assert {"jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable"} <= set(rerun["jax_config"])
     assert isinstance(rerun["environment"], dict)  # XLA_FLAGS and friends, when set
     assert "command" in rerun and "git" in rerun
-    assert run["schemes"]["bern"]["trial_batching"] == "map"
+    assert run["schemes"]["bern"]["trial_batching"] == "map" and run["schemes"]["bern"]["runtime"]["trial_batching"] == "map"
     # The worker count is n: every trial's Byzantine indices are b distinct workers < n.
     for workers in run["schemes"]["bern"]["byzantine_workers"]:
         assert len(set(workers)) == cfg.b and all(0 <= w < cfg.n for w in workers)
@@ -258,7 +268,7 @@ def test_garbage_does_not_poison_the_model_in_any_scheme(monkeypatch):
     monkeypatch.setattr(election_module, "FUSED_MAX_TERMS", 0)
     monkeypatch.setattr(election_module, "attack_messages",
                         lambda attack, C, S, key, direction, reduce=None, loads=None: messages(attack, C))
-    monkeypatch.setattr(train_module, "real_attack_messages", lambda attack, M, g, key, direction: messages(attack, M))
+    monkeypatch.setattr(core_module, "real_attack_messages", lambda attack, M, g, key, sign: messages(attack, M))
     runs = []
     for aggregator, (code, n, b) in GARBAGE_SCHEMES.items():
         scheme = {"name": "s", "code": code, "aggregator": aggregator, **({"r": 2} if code == "bernoulli" else {})}
@@ -266,14 +276,15 @@ def test_garbage_does_not_poison_the_model_in_any_scheme(monkeypatch):
             scheme["lr"] = 1e-3
         cfg = synthetic(n=n, b=b, batch_size=4 * n, schemes=[scheme])
         task = make_task(cfg.task, cfg.seed)
-        runs.append((aggregator, b, make_train(cfg, "s", task), tuple(jnp.asarray(a) for a in task.data())))
+        train, params, _, _ = build(cfg, "s", task)
+        runs.append((aggregator, b, (train, params), tuple(jnp.asarray(a) for a in task.data())))
 
     @jax.jit
     def final_states(as_signs):
         out = []
-        for aggregator, _, trainer, data in runs:
+        for aggregator, _, (train, params), data in runs:
             huge.update(now=aggregator != "mean", as_signs=as_signs)
-            out.append(trainer.run(trainer.init(jax.random.PRNGKey(0)), data, 3))
+            out.append(train.run(train.init(jax.random.PRNGKey(0), params), params, data, 3))
         return out
 
     garbage, signs = final_states(False), final_states(True)
@@ -311,7 +322,7 @@ def test_diverging_run_stops_with_one_line_and_exit_code_3(tmp_path, capsys, mon
                            "non-finite parameters"), line
     assert "checkpoint of step 2" in line and "smaller step size" in line
     assert not (out / "metrics.csv").exists() and not (out / "curves.png").exists()
-    with np.load(out / CHECKPOINT_DIR / "mean_sgd.npz") as z:
+    with np.load(out / CHECKPOINT_DIR / "group0.npz") as z:
         meta = json.loads(z["__meta__"].tobytes().decode())
         assert (meta["chunks_done"], meta["steps_done"], meta["finished"]) == (1, 2, False)
         assert all(np.isfinite(z[name]).all() for name in z.files if name.startswith("leaf_")
@@ -322,16 +333,16 @@ def test_divergence_check_names_trials_and_ignores_metrics_undefined_from_the_st
     ids = np.array([4, 5, 6])
     ok = np.array([True, True, True])
     # A metric that is NaN from step 0 on (e.g. an AUC on a one-class test set) is not a divergence.
-    _check_finite("s", ids, np.array([np.nan, 0.5, 0.5]), (ok, ok), np.array([np.nan, 0.5, 0.5]), 0, 2, None)
+    _check_finite(["s"] * 3, ids, np.array([np.nan, 0.5, 0.5]), (ok, ok), np.array([np.nan, 0.5, 0.5]), 0, 2, None)
     with pytest.raises(DivergenceError) as info:
-        _check_finite("s", ids, np.array([0.5, np.nan, 0.5]), (np.array([True, True, False]), ok),
+        _check_finite(["s"] * 3, ids, np.array([0.5, np.nan, 0.5]), (np.array([True, True, False]), ok),
                       np.array([0.5, 0.5, 0.5]), 10, 20, None)
     err = info.value
     assert isinstance(err, RuntimeError)
     assert (err.scheme, err.trials, err.last_finite_step, err.step) == ("s", [5, 6], 10, 20)
     assert err.what == "parameters and metric" and "steps 11..20" in str(err) and "\n" not in str(err)
     with pytest.raises(DivergenceError) as info:
-        _check_finite("s", ids, np.array([0.5, 0.5, 0.5]), (ok, np.array([True, False, True])),
+        _check_finite(["s"] * 3, ids, np.array([0.5, 0.5, 0.5]), (ok, np.array([True, False, True])),
                       np.array([0.5, 0.5, 0.5]), 10, 20, None)
     assert info.value.trials == [5] and info.value.what == "partition gradients"
 
@@ -368,7 +379,7 @@ def test_a_non_finite_honest_partition_gradient_is_a_divergence(tmp_path, scheme
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flag, field", [
-    ("task.shuffle", lambda c: c.task.shuffle), ("fast_path", lambda c: c.fast_path),
+    ("task.shuffle", lambda c: c.task.shuffle), ("runtime.memory_check", lambda c: c.runtime.memory_check),
     ("task.download", lambda c: c.task.download), ("task.augment", lambda c: c.task.augment),
     ("schemes.0.nonempty_rows", lambda c: c.schemes[0].nonempty_rows),
 ])
@@ -405,16 +416,17 @@ def test_every_trial_simulates_n_workers_with_exactly_b_byzantine():
                 scheme["matrix"] = [[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 0, 0], [0, 1, 0]]
             k = {"paper_n5": 5, "matrix": 3}.get(code, n)
             cfg = synthetic(n=n, b=b, placement=placement, batch_size=k * 4, schemes=[scheme])
-            cases.append((code, n, b, k, placement, make_train(cfg, "s", make_task(cfg.task, cfg.seed))))
+            cases.append((code, n, b, k, placement, build(cfg, "s", make_task(cfg.task, cfg.seed))))
 
     @jax.jit
     def draws(keys):
         out = []
-        for *_, trainer in cases:
-            G, byz, _, trial_keys_ = jax.vmap(trainer._setup)(keys)
-            per_step = jax.vmap(lambda kp: jax.vmap(lambda t: trainer.step_byzantine(
-                SimpleNamespace(step=t, byzantine=None, keys=SimpleNamespace(placement=kp))))(jnp.arange(6)))(
-                trial_keys_.placement) if trainer.plan.placement == "per_step" else byz
+        for *_, (train, params, scheme, _) in cases:
+            states = jax.vmap(lambda key: train.init(key, params))(keys)
+            G, byz = states.G, states.byzantine
+            per_step = jax.vmap(lambda kp: jax.vmap(lambda t: uniform_placement(jax.random.fold_in(kp, t), scheme.static.n,
+                                                                                params.b))(jnp.arange(6)))(
+                states.keys.placement) if scheme.static.placement == "per_step" else byz
             out.append((G, byz, per_step))
         return out
 
@@ -435,13 +447,13 @@ def test_every_attack_changes_the_update_direct_trainer():
     attack differs from the no-attack update of the same trial (same data, code and Byzantine set)."""
     task = make_task(synthetic().task, SYNTHETIC["seed"])
     data = tuple(jnp.asarray(a) for a in task.data())
-    trainers = {(aggregator, attack): make_train(synthetic(attack=attack, schemes=[
-                    {"name": "s", "code": "uncoded", "aggregator": aggregator}]), "s", task)
+    trainers = {(aggregator, attack): build(synthetic(attack=attack, schemes=[
+                    {"name": "s", "code": "uncoded", "aggregator": aggregator}]), "s", task)[:2]
                 for aggregator in ("vote", "median") for attack in ATTACKS
                 if aggregator == "vote" or attack not in SIGN_ONLY_ATTACKS}   # sign-only: no real form
     initial = task.init(jax.random.PRNGKey(7))
-    directions = jax.jit(lambda key: {name: tr.direction(tr.init(key, initial), data)[0]
-                                      for name, tr in trainers.items()})(jax.random.PRNGKey(3))
+    directions = jax.jit(lambda key: {name: tr.update(tr.init(key, p, initial), p, data)[0]
+                                      for name, (tr, p) in trainers.items()})(jax.random.PRNGKey(3))
     for (aggregator, attack), v in directions.items():
         if attack != "none":
             assert not np.array_equal(np.asarray(v), np.asarray(directions[aggregator, "none"])), (aggregator, attack)
@@ -454,14 +466,14 @@ def test_every_attack_changes_the_run_sparse_trainer():
     cfg, _ = load_config(None, base)
     task = make_task(cfg.task, cfg.seed)
     data = tuple(jnp.asarray(a) for a in task.data())
-    trainers = {attack: make_train(load_config(None, [*base, f"attack={attack}"])[0], "signsgd_mv", task)
+    trainers = {attack: build(load_config(None, [*base, f"attack={attack}"])[0], "signsgd_mv", task)
                 for attack in SPARSE_ATTACKS}
-    for attack, trainer in trainers.items():
-        assert type(trainer).__name__ == "SparseLogRegTrainer" and trainer.plan.attack == attack
+    for attack, (_, _, scheme, runtime) in trainers.items():
+        assert runtime.formulation == "touched_coordinates" and scheme.static.attack == attack
 
     @jax.jit
     def finals(key):
-        return {a: tr.params_of(tr.run(tr.init(key), data, 4))["w"] for a, tr in trainers.items()}
+        return {a: tr.model(tr.run(tr.init(key, p), p, data, 4), p)[0]["w"] for a, (tr, p, _, _) in trainers.items()}
 
     out = finals(jax.random.PRNGKey(0))
     for attack in SPARSE_ATTACKS:
@@ -479,40 +491,40 @@ def test_config_errors_are_value_errors_named_by_field():
 # ---------------------------------------------------------------------------------------------
 
 def test_a_run_too_large_for_the_device_is_refused_before_compiling(monkeypatch, tmp_path):
-    """The lower bound counts the data, the trials' states and the vmapped dense step arrays;
+    """The lower bound counts the data, the pairs' states and the vmapped dense step arrays;
     above the available memory the run stops with one ConfigError naming the sizes and the ways out."""
-    from jax_ec import memory
-    cfg = synthetic(trials=64, n=15, b=2, batch_size=30, trial_batching="vmap")
+    from jax_ec import runtime as runtime_module
+    cfg = synthetic(trials=64, n=15, b=2, batch_size=30, runtime={"trial_batching": "vmap"})
     task = make_task(cfg.task, cfg.seed)
-    trainer = make_train(cfg, "bern", task)
-    need = memory.lower_bound_bytes(cfg, trainer, task.data())
-    d, k, n = trainer.num_params, trainer.plan.k, trainer.plan.n
-    assert need["step"] == 64 * 4 * d * (2 * k + n)            # 64 trials vmapped
-    state = memory._tree_bytes(jax.eval_shape(trainer.init, jax.random.PRNGKey(0)))
-    assert need["states"] == 64 * state
+    train, params, scheme, rt = build(cfg, "bern", task, trials=64)
+    one = jax.eval_shape(train.init, jax.random.PRNGKey(0), params)
+    need = runtime_module.lower_bound_bytes(train, rt, scheme.static, one, 64, task.data())
+    d, k, n = train.num_params, scheme.static.k, scheme.static.n
+    assert need["step"] == 64 * 4 * d * (2 * k + n)            # 64 pairs vmapped
+    assert need["states"] == 64 * runtime_module._tree_bytes(one)
     assert need["data"] == sum(np.asarray(a).nbytes for a in task.data())
-    mapped = memory.lower_bound_bytes(synthetic(trials=64, n=15, b=2, batch_size=30, trial_batching="map"),
-                                      trainer, task.data())
-    assert mapped["step"] == need["step"] // 64                # one trial's step at a time
+    mapped = runtime_module.lower_bound_bytes(train, rt.__class__(**{**rt.__dict__, "trial_batching": "map"}),
+                                              scheme.static, one, 64, task.data())
+    assert mapped["step"] == need["step"] // 64                # one pair's step at a time
     total = sum(need.values())
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: total - 1)
+    monkeypatch.setattr(runtime_module, "available_bytes", lambda device=None: total - 1)
     compiled = []
     monkeypatch.setattr(jax, "jit", lambda *a, **k: compiled.append(a) or (_ for _ in ()).throw(AssertionError))
-    with pytest.raises(ConfigError, match=r"trials: 64 trials of scheme 'bern' need at least .* GiB on one device "
-                                          r"\(data .*states .*step .*\).*available on cpu; try fewer trials, "
-                                          r"trial_batching: map"):
+    with pytest.raises(ConfigError, match=r"trials: 64 trials × 1 scheme\(s\) \(bern; .*\) need at least .* GiB on one "
+                                          r"device \(data .*states .*step .*\).*available on cpu; try fewer trials, "
+                                          r"runtime.trial_batching: map"):
         run_experiment(cfg, tmp_path / "out", progress_bar=False)
     assert not compiled
     monkeypatch.undo()
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: total)
-    memory.check_memory(cfg, [trainer], task.data())           # exactly enough: passes
+    monkeypatch.setattr(runtime_module, "available_bytes", lambda device=None: total)
+    runtime_module.check_memory(need, "64 trials", rt)          # exactly enough: passes
 
 
 def test_the_memory_check_can_be_turned_off_and_reads_the_host(monkeypatch, tmp_path):
-    from jax_ec import memory
-    assert memory.available_bytes() > 0                        # /proc/meminfo on the CPU backend
-    cfg = synthetic(memory_check=False)
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1)
+    from jax_ec import runtime as runtime_module
+    assert runtime_module.available_bytes() > 0                 # /proc/meminfo on the CPU backend
+    cfg = synthetic(runtime={"memory_check": False})
+    monkeypatch.setattr(runtime_module, "available_bytes", lambda device=None: 1)
     run_experiment(cfg, tmp_path / "out", progress_bar=False)  # runs: the check is off
-    with pytest.raises(ConfigError, match="memory_check: false"):
+    with pytest.raises(ConfigError, match="runtime.memory_check: false"):
         run_experiment(synthetic(), tmp_path / "out2", progress_bar=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -224,49 +223,3 @@ def test_plot_curves_writes_png(tmp_path):
     results.plot_curves(path, [make_curves("no_attack"), make_curves("signsgd_mv", trials=1)], title="t")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert os.listdir(tmp_path) == ["curves.png"]
-
-
-# --------------------------------------------------------------------------- atomic writes / JSON
-
-
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "f.txt"
-    results.atomic_write_text(path, "old")
-    results.atomic_write_text(path, "new content")
-    assert path.read_text() == "new content"
-    assert os.listdir(tmp_path) == ["f.txt"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
-    path = tmp_path / "f.bin"
-    results.atomic_write_bytes(path, b"old")
-
-    def fail(src, dst):
-        raise OSError("interrupted")
-
-    monkeypatch.setattr(results.os, "replace", fail)
-    with pytest.raises(OSError, match="interrupted"):
-        results.atomic_write_bytes(path, b"new")
-    assert path.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["f.bin"]
-
-
-def test_write_json_converts_numpy(tmp_path):
-    path = tmp_path / "meta.json"
-    obj = {"a": np.float32(1.5), "b": np.arange(3), "c": (np.int64(2), math.nan), 4: [np.inf]}
-    results.write_json(path, obj)
-    assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": [2, None], "4": [None]}
-
-
-def test_run_metadata(tmp_path):
-    meta = results.run_metadata()
-    assert set(meta["versions"]) == {"jax", "jaxlib", "flax", "optax", "numpy"}
-    assert meta["versions"]["numpy"] == np.__version__
-    assert meta["python"].count(".") == 2
-    assert isinstance(meta["jax_backend"], str) and meta["jax_devices"]
-    assert set(meta) == {"python", "versions", "platform", "machine", "jax_backend", "jax_devices"}
-    results.write_json(tmp_path / "meta.json", meta)
-    assert json.loads((tmp_path / "meta.json").read_text()) == meta

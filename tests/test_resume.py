@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import yaml
 
-from jax_ec.checkpoint import CHECKPOINT_DIR, Checkpointer, CheckpointError, config_fingerprint, save_npz_atomic
+from jax_ec._io import save_npz_atomic
+from jax_ec.checkpoint import CHECKPOINT_DIR, Checkpointer, CheckpointError, config_fingerprint
 from jax_ec.cli import main
 from jax_ec.config import config_from_dict
 
@@ -36,7 +37,9 @@ CONFIG = {
     "n": 5, "b": 1, "attack": "reverse",
     "partitioning": "split", "batch_size": 20, "steps": 12, "eval_every": 2,
     "optim": {"lr": 0.05, "lr_boundaries": [], "momentum": 0.9, "worker_momentum": 0.0},
-    "schemes": [{"name": "uncoded", "code": "uncoded"}, {"name": "bern", "code": "bernoulli", "r": 2}],
+    # Two groups (one compiled call each): the sign votes of both codes, and the median.
+    "schemes": [{"name": "uncoded", "code": "uncoded"}, {"name": "bern", "code": "bernoulli", "r": 2},
+                {"name": "median", "code": "uncoded", "aggregator": "median", "lr": 0.01}],
 }
 STEPS = [0, 2, 4, 6, 8, 10, 12]
 WAIT_S = 240  # bound on any wait; a healthy run needs a few seconds
@@ -129,34 +132,35 @@ def checkpoint_meta(path: Path) -> dict:
         return json.loads(z["__meta__"].tobytes().decode())
 
 
-@pytest.mark.parametrize("hook", ["save_progress", "save_finished"], ids=["mid_scheme", "between_schemes"])
+@pytest.mark.parametrize("hook", ["save_progress", "save_finished"], ids=["mid_group", "between_groups"])
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, config_path, env, tmp_path, capsys):
     out = tmp_path / "run"
     kill_at(config_path, env, out, hook)
     ckpt = out / CHECKPOINT_DIR
-    assert sorted(p.name for p in ckpt.iterdir()) == ["uncoded.npz"]  # no torn or temporary file
-    meta = checkpoint_meta(ckpt / "uncoded.npz")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["group0.npz"]  # no torn or temporary file
+    meta = checkpoint_meta(ckpt / "group0.npz")
     if hook == "save_progress":
         assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (False, 1, 2)
         # The same folder with another config is refused with one line before anything runs.
-        before = (ckpt / "uncoded.npz").read_bytes(), (out / "config.yaml").read_text()
+        before = (ckpt / "group0.npz").read_bytes(), (out / "config.yaml").read_text()
         assert main(["run", *cli(config_path, out), "--set", "seed=4"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("jax-ec: error: checkpoints: "), err
         assert "different config" in err[0] and "--fresh" in err[0]
-        assert ((ckpt / "uncoded.npz").read_bytes(), (out / "config.yaml").read_text()) == before
+        assert ((ckpt / "group0.npz").read_bytes(), (out / "config.yaml").read_text()) == before
     else:
         assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (True, 6, 12)
 
     proc = run_cli(cli(config_path, out), env, tmp_path)  # resumes by default
     assert proc.returncode == 0, proc.stderr
     assert metrics_without_wall_time(out) == metrics_without_wall_time(reference)
-    assert len(metrics_without_wall_time(out)) == 1 + 2 * 2 * len(STEPS)
+    assert len(metrics_without_wall_time(out)) == 1 + 3 * 2 * len(STEPS)
     run = json.loads((out / "run.json").read_text())
     ref = json.loads((reference / "run.json").read_text())
     resumed = {s: info["resumed_from_step"] for s, info in run["schemes"].items()}
-    assert resumed == ({"uncoded": 2, "bern": None} if hook == "save_progress" else {"uncoded": 12, "bern": None})
-    for s in ("uncoded", "bern"):
+    first = 2 if hook == "save_progress" else 12     # the first group's checkpoint; the second ran afresh
+    assert resumed == {"uncoded": first, "bern": first, "median": None}
+    for s in ("uncoded", "bern", "median"):
         for key in ("redundancy", "max_load", "byzantine_workers"):
             assert run["schemes"][s][key] == ref["schemes"][s][key]
     with open(out / "summary.csv") as f, open(reference / "summary.csv") as g:
@@ -168,7 +172,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, co
 def test_fresh_discards_checkpoints_and_resume_refuses_foreign_files(config_path, tmp_path, capsys):
     out = tmp_path / "run"
     (out / CHECKPOINT_DIR).mkdir(parents=True)
-    (out / CHECKPOINT_DIR / "uncoded.npz").write_bytes(b"junk")
+    (out / CHECKPOINT_DIR / "group0.npz").write_bytes(b"junk")
     small = ["--set", "steps=2", "--set", "schemes=[{name: uncoded, code: uncoded}]"]
     assert main(["run", *cli(config_path, out), *small]) == 2
     err = capsys.readouterr().err
@@ -208,10 +212,10 @@ def test_damaged_or_foreign_checkpoint_is_refused(tmp_path):
     cfg = config_from_dict(CONFIG)
     ck = Checkpointer(tmp_path, cfg)
     ck.directory.mkdir(parents=True)
-    (ck.directory / "uncoded.npz").write_bytes(b"not a zip file")
+    (ck.directory / "group0.npz").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match=r"^checkpoints: .*not a readable jax_ec checkpoint.*--fresh"):
         ck.check_config()
-    save_npz_atomic(ck.directory / "uncoded.npz", {"__meta__": np.frombuffer(b'{"format": 99}', np.uint8)})
+    save_npz_atomic(ck.directory / "group0.npz", {"__meta__": np.frombuffer(b'{"format": 99}', np.uint8)})
     with pytest.raises(CheckpointError, match=r"^checkpoints: .*format 99"):
         ck.check_config()
 
@@ -219,9 +223,12 @@ def test_damaged_or_foreign_checkpoint_is_refused(tmp_path):
 def test_fingerprint_ignores_out_dir_and_covers_everything_else(tmp_path):
     base = config_from_dict(CONFIG)
     assert config_fingerprint(base) == config_fingerprint(config_from_dict({**CONFIG, "out_dir": "elsewhere"}))
-    for change in ({"seed": 4}, {"trials": 3}, {"steps": 10}, {"eval_every": 3}, {"trial_batching": "map"},
+    for change in ({"seed": 4}, {"trials": 3}, {"steps": 10}, {"eval_every": 3},
                    {"optim": {**CONFIG["optim"], "lr": 0.06}}):
         assert config_fingerprint(config_from_dict({**CONFIG, **change})) != config_fingerprint(base), change
+    # How the run executes is not part of it: a run may resume with other execution choices.
+    for change in ({"runtime": {"trial_batching": "map"}}, {"runtime": {"mesh": {"trials": 2}}}):
+        assert config_fingerprint(config_from_dict({**CONFIG, **change})) == config_fingerprint(base), change
     # A matrix given as a file: its contents count, not only its path.
     matrix = tmp_path / "G.csv"
     matrix.write_text("1,1,0\n0,1,1\n1,0,1\n1,0,0\n0,1,0\n")
@@ -239,24 +246,26 @@ def test_state_with_wrong_shapes_is_refused(tmp_path):
     ck = Checkpointer(tmp_path, cfg)
     ids = np.arange(2)
     state = {"w": jnp.zeros((2, 3)), "step": jnp.zeros((2,), jnp.int32)}
-    ck.save_progress("uncoded", ids, state, np.zeros((2, 2)), np.zeros(2), 1, 2, 0.0)
-    good = ck.load("uncoded", ids, 6, lambda: state)
+    ck.save_progress("group0", ("uncoded",), ids, state, np.zeros((2, 2)), np.zeros(2), 1, 2, 0.0)
+    good = ck.load("group0", ("uncoded",), ids, 6, lambda: state)
     assert good.chunks_done == 1 and not good.finished
     np.testing.assert_array_equal(np.asarray(good.state["w"]), np.zeros((2, 3)))
     with pytest.raises(CheckpointError, match=r"state array .* expected"):
-        ck.load("uncoded", ids, 6, lambda: {"w": jnp.zeros((2, 4)), "step": jnp.zeros((2,), jnp.int32)})
+        ck.load("group0", ("uncoded",), ids, 6, lambda: {"w": jnp.zeros((2, 4)), "step": jnp.zeros((2,), jnp.int32)})
     with pytest.raises(CheckpointError, match=r"trials \[0, 1\]"):
-        ck.load("uncoded", np.arange(3), 6, lambda: state)
+        ck.load("group0", ("uncoded",), np.arange(3), 6, lambda: state)
+    with pytest.raises(CheckpointError, match=r"schemes \['uncoded'\]"):
+        ck.load("group0", ("uncoded", "bern"), ids, 6, lambda: state)
     other = Checkpointer(tmp_path, config_from_dict({**CONFIG, "seed": 9}))
     with pytest.raises(CheckpointError, match="different config"):
-        other.load("uncoded", ids, 6, lambda: state)
+        other.load("group0", ("uncoded",), ids, 6, lambda: state)
 
 
 def test_checkpoint_interval_counts_from_the_scheme_start(tmp_path):
     ck = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=60)
     ck.start("s", 100.0)
     assert not ck.due("s", 130.0) and ck.due("s", 160.0)
-    ck.save_progress("s", np.arange(2), {"w": np.zeros((2, 1))}, np.zeros((2, 2)), np.zeros(2), 1, 2, now=160.0)
+    ck.save_progress("s", ("s",), np.arange(2), {"w": np.zeros((2, 1))}, np.zeros((2, 2)), np.zeros(2), 1, 2, now=160.0)
     assert ck.saved_step("s") == 2 and not ck.due("s", 200.0) and ck.due("s", 221.0)
     every_chunk = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=0)
     every_chunk.start("s", 100.0)

@@ -2,7 +2,7 @@
 
 A Bernoulli code draws every entry of the allocation matrix independently,
 ``G[i, j] ~ Bernoulli(p)`` (n workers × k partitions, :func:`jax_ec.codes.draw_bernoulli`). This
-module measures how well such codes protect the majority vote (DESIGN.md §1).
+module measures how well such codes protect the majority vote (docs/algorithm.md).
 
 **Failure.** For partition signs ``s ∈ {±1}^k`` (one "pattern"), a Byzantine set and an attack,
 the master's vote is ``v = election(G, s, byzantine, attack)`` (:func:`jax_ec.election.election`).
@@ -64,24 +64,22 @@ with ``p`` and ``b`` traced, so a bisection over ``p`` compiles once.
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import numbers
 from functools import partial
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from scipy import stats
 
+from .. import _checks
 from ..attacks import ATTACKS, most_loaded_placement, uniform_placement
 from ..codes import draw_bernoulli
 from ..election import election, local_votes
-from ..results import atomic_write_bytes, mean_ci
+from ..results import mean_ci
 
 __all__ = [
     "ATTACK_NAMES",
@@ -96,11 +94,6 @@ __all__ = [
     "load_deviation_curve",
     "load_deviation_exact",
     "hoeffding_bound",
-    "plot_smallest_p",
-    "plot_load_deviation",
-    "estimate_table",
-    "smallest_p_table",
-    "load_deviation_table",
 ]
 
 ATTACK_NAMES: tuple[str, ...] = (*ATTACKS, "worst_case")
@@ -130,40 +123,23 @@ class Estimate(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
-            high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}: got {value!r}; expected an integer {allowed}")
-    return int(value)
+    return _checks.integer(name, value, low, high)
 
 
 def _check_prob(name: str, value: object, open_ends: bool = False) -> float:
-    ok = isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and ((0.0 < v < 1.0) if open_ends else (0.0 <= v <= 1.0))
-    if not ok:
-        interval = "(0, 1)" if open_ends else "[0, 1]"
-        raise ValueError(f"{name}: got {value!r}; expected a probability in {interval}")
-    return float(value)
+    return _checks.probability(name, value, open_ends)
 
 
 def _check_attack(attack: object) -> str:
-    if attack not in ATTACK_NAMES:
-        raise ValueError(f"attack: unknown attack {attack!r}; allowed: {', '.join(ATTACK_NAMES)}")
-    return str(attack)
+    return _checks.one_of("attack", attack, ATTACK_NAMES, what="attack")
 
 
 def _check_placement(placement: object) -> str:
-    if placement not in PLACEMENT_NAMES:
-        raise ValueError(f"placement: unknown placement {placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}")
-    return str(placement)
+    return _checks.one_of("placement", placement, PLACEMENT_NAMES, what="placement")
 
 
 def _check_direction(direction: object) -> int:
-    if isinstance(direction, bool) or direction not in (1, -1):
-        raise ValueError(f"direction: got {direction!r}; allowed: 1, -1")
-    return int(direction)
+    return _checks.sign("direction", direction)
 
 
 def _parse_sign_model(sign_model: object) -> tuple[str, float]:
@@ -187,14 +163,7 @@ def _parse_sign_model(sign_model: object) -> tuple[str, float]:
 
 def _as_key(key: object) -> jax.Array:
     """A PRNG key (raw uint32 ``(2,)`` or typed) — or an integer seed, read as ``PRNGKey(seed)``."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    if isinstance(key, jax.Array):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return key
-        if key.dtype == jnp.uint32 and key.shape == (2,):
-            return key
-    raise ValueError(f"key: got {key!r}; expected a PRNG key (jax.random.PRNGKey(seed)) or an integer seed")
+    return _checks.prng_key("key", key)
 
 
 def _resolve_b(n: int, b: object, b_fraction: object) -> int:
@@ -625,128 +594,3 @@ def load_deviation_exact(n: int, p: float, eps: float) -> float:
 # Plots (Agg canvas, no pyplot state) and tables
 # ---------------------------------------------------------------------------------------------
 
-def _save(fig: Figure, path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def plot_smallest_p(path, ns: Sequence[int], ps: Sequence[float] | Mapping[str, Sequence[float]],
-                    title: str = "") -> None:
-    """Two panels: smallest ``p`` against ``sqrt(log n / n)`` (with the line ``p = sqrt(log n / n)``),
-    and the ratio ``p / sqrt(log n / n)`` against ``n``. ``ps`` is one series or ``{label: series}``;
-    ``nan`` entries (target unreachable) are skipped."""
-    series = dict(ps) if isinstance(ps, Mapping) else {"smallest p": ps}
-    ns_arr = np.asarray(ns, dtype=np.float64)
-    scale = np.sqrt(np.log(ns_arr) / ns_arr)
-    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_p, ax_ratio = fig.subplots(1, 2)
-    for label, values in series.items():
-        values = np.asarray(values, dtype=np.float64)
-        ok = np.isfinite(values)
-        ax_p.plot(scale[ok], values[ok], "o-", ms=3.5, label=label)
-        ax_ratio.plot(ns_arr[ok], values[ok] / scale[ok], "o-", ms=3.5, label=label)
-    grid = np.linspace(0.0, max(scale.max(), 1e-9) * 1.05, 50)
-    ax_p.plot(grid, grid, "k--", lw=0.8, label=r"$p = \sqrt{\log n / n}$")
-    ax_p.set_xlabel(r"$\sqrt{\log n / n}$")
-    ax_p.set_ylabel("smallest p reaching the target")
-    ax_ratio.set_xscale("log")
-    ax_ratio.set_yscale("log")
-    ax_ratio.set_xlabel("n (workers = partitions)")
-    ax_ratio.set_ylabel(r"$p \,/\, \sqrt{\log n / n}$")
-    for ax in (ax_p, ax_ratio):
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
-    if title:
-        fig.suptitle(title)
-    _save(fig, path)
-
-
-def plot_load_deviation(path, n: int, p: float, eps_grid: Sequence[float], key=0, draws: int = 2000,
-                        estimates: Sequence[Estimate] | None = None, level: float = 0.95) -> list[Estimate]:
-    """Plot the empirical ``P(|load − np| ≥ nε)`` (with its Clopper–Pearson interval), the exact
-    binomial tail and the Hoeffding bound ``2·exp(−2ε²n)`` against ``ε`` (log scale). Uses
-    ``estimates`` when given, else computes :func:`load_deviation_curve` with ``key``; returns them.
-    A zero estimate is drawn at its upper confidence bound as a downward triangle."""
-    eps = np.asarray(eps_grid, dtype=np.float64)
-    if estimates is None:
-        estimates = load_deviation_curve(key, n, p, eps_grid, draws, level)
-    mean = np.array([e.mean for e in estimates])
-    low = np.array([e.ci_low for e in estimates])
-    high = np.array([e.ci_high for e in estimates])
-    exact = np.array([load_deviation_exact(n, p, e) for e in eps])
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    pos = mean > 0
-    ax.errorbar(eps[pos], mean[pos], yerr=[mean[pos] - low[pos], high[pos] - mean[pos]], fmt="o", ms=4,
-                capsize=2, label=f"empirical ({estimates[0].trials} loads, {int(100 * level)}% CI)")
-    if (~pos).any():
-        ax.plot(eps[~pos], high[~pos], "v", color="C0", mfc="none", label="none observed: upper bound")
-    ax.plot(eps, np.where(exact > 0, exact, np.nan), "-", color="C2", label="exact Binomial(n, p) tail")
-    ax.plot(eps, hoeffding_bound(n, eps), "--", color="C3", label=r"Hoeffding $2e^{-2\varepsilon^2 n}$")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=max(1e-7, 0.3 * min(high.min(), np.nanmin(np.where(exact > 0, exact, np.nan)))), top=2.5)
-    ax.set_xlabel(r"$\varepsilon$")
-    ax.set_ylabel(r"$P(|\mathrm{load}_i - np| \geq n\varepsilon)$")
-    ax.set_title(f"worker load, n = k = {n}, p = {p:.4g}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
-    _save(fig, path)
-    return list(estimates)
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "-"
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
-            return f"{v:.3e}"
-        return f"{v:.4g}"
-    return str(value)
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    body = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(line[i]) for line in ([list(header)] + body)) for i in range(len(header))]
-    render = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([render(header), "  ".join("-" * w for w in widths), *(render(r) for r in body)])
-
-
-def estimate_table(rows: Sequence[Mapping[str, Any]], level: float = 0.95) -> str:
-    """Fixed-width table of estimates: each row maps parameter names (columns in the first row's
-    order) to values, plus ``"estimate"`` → :class:`Estimate`, shown as mean, interval and trials."""
-    if not rows:
-        raise ValueError("rows: expected at least one row")
-    params = [c for c in rows[0] if c != "estimate"]
-    pct = f"{100 * level:g}%"
-    header = [*params, "P(fail)", f"{pct} CI low", f"{pct} CI high", "trials"]
-    body = []
-    for row in rows:
-        est = row["estimate"]
-        body.append([*(row.get(c, "") for c in params), est.mean, est.ci_low, est.ci_high, est.trials])
-    return _table(header, body)
-
-
-def smallest_p_table(ns: Sequence[int], ps: Sequence[float]) -> str:
-    """``n``, smallest ``p``, ``sqrt(log n / n)``, their ratio and the mean load ``n·p``."""
-    rows = []
-    for n, p in zip(ns, ps):
-        scale = math.sqrt(math.log(n) / n)
-        rows.append([int(n), float(p), scale, float(p) / scale, n * float(p)])
-    return _table(["n", "smallest p", "sqrt(log n/n)", "ratio", "n*p"], rows)
-
-
-def load_deviation_table(n: int, p: float, eps_grid: Sequence[float], estimates: Sequence[Estimate],
-                         level: float = 0.95) -> str:
-    """``ε``, empirical ``P(|load − np| ≥ nε)`` with its interval, the exact tail and Hoeffding's bound."""
-    pct = f"{100 * level:g}%"
-    rows = [[float(e), est.mean, est.ci_low, est.ci_high, load_deviation_exact(n, p, e),
-             float(hoeffding_bound(n, e))] for e, est in zip(eps_grid, estimates)]
-    return _table(["eps", "empirical", f"{pct} CI low", f"{pct} CI high", "exact", "Hoeffding"], rows)

@@ -61,22 +61,18 @@ A perfectly b-tolerant code needs ``T ≥ 0``, i.e. ``b < n/2``.
 from __future__ import annotations
 
 import dataclasses
-import io
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["Design", "deterministic", "deterministic_design", "repetition", "design_table",
-           "plot_redundancy"]
+from .. import _checks
+
+__all__ = ["Design", "deterministic", "deterministic_design", "repetition"]
 
 
 def _check_nb(n: object, b: object) -> tuple[int, int]:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: got {n!r}; expected an integer number of workers >= 1")
-    n = int(n)
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
-        raise ValueError(f"b: got {b!r}; expected an integer 0 <= b < n/2 = {n / 2:g}")
-    b = int(b)
+    n = _checks.integer("n", n, 1, hint=" (workers)")
+    b = _checks.integer("b", b, hint=f" with 0 <= b < n/2 = {n / 2:g}")
     if not 0 <= 2 * b < n:
         raise ValueError(f"b: got {b}; a perfectly b-tolerant code with n = {n} workers needs "
                          f"0 <= b < n/2 = {n / 2:g}")
@@ -263,74 +259,3 @@ def repetition(n: int, b: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sizes_text(d: Design) -> str:
-    parts = [f"{s}" for s in d.even_sets] + (["1"] * d.singletons)
-    if not parts:
-        return "-"
-    out = []
-    for s in dict.fromkeys(parts):
-        c = parts.count(s)
-        out.append(f"{s}^{c}" if c > 1 else s)
-    return " ".join(out)
-
-
-def design_table(ns, bs=None, r_min: dict | None = None) -> str:
-    """Printable table of :func:`deterministic` codes for every ``n`` in ``ns`` and ``b`` in ``bs``.
-
-    ``bs=None`` takes every ``b < n/2``. Columns: the construction's redundancy and structure
-    (full workers, fixers, light set sizes written ``size^count``), its idle-allowed variant, the
-    repetition code's ``2b + 1`` and, when ``r_min`` (a dict ``(n, b) -> value``) is given, the
-    exact minimum.
-    """
-    header = f"{'n':>3} {'b':>3} {'r(constr)':>10} {'full':>4} {'fix':>3} {'light set sizes':<22} " \
-             f"{'r(idle ok)':>10} {'2b+1':>5}" + (f" {'r_min':>7}" if r_min is not None else "")
-    lines = [header, "-" * len(header)]
-    for n in ns:
-        for b in (range((int(n) + 1) // 2) if bs is None else bs):
-            if not 0 <= 2 * b < n:
-                continue
-            d = deterministic_design(int(n), int(b))
-            di = deterministic_design(int(n), int(b), allow_idle=True)
-            line = (f"{n:>3} {b:>3} {d.redundancy:>10.4f} {d.full:>4} {d.fixers:>3} "
-                    f"{_sizes_text(d):<22} {di.redundancy:>10.4f} {2 * b + 1:>5}")
-            if r_min is not None:
-                v = r_min.get((int(n), int(b)))
-                line += f" {v:>7.4f}" if v is not None else f" {'-':>7}"
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def plot_redundancy(path, ns, bs=(1, 2, 3), r_min: dict | None = None,
-                    allow_idle: bool = False) -> None:
-    """PNG: redundancy vs ``n`` per ``b`` — construction (solid), repetition ``2b + 1`` (dashed),
-    exact ``r_min`` (markers, from a dict ``(n, b) -> value``) — written atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..results import atomic_write_bytes
-
-    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    colors = [f"C{i}" for i in range(10)]
-    for idx, b in enumerate(bs):
-        c = colors[idx % 10]
-        xs = [n for n in ns if 2 * b < n]
-        if not xs:
-            continue
-        ys = [deterministic_design(n, b, allow_idle).redundancy for n in xs]
-        ax.plot(xs, ys, "-", color=c, lw=1.6, label=f"construction, b = {b}")
-        ax.plot(xs, [2 * b + 1] * len(xs), "--", color=c, lw=1.0, label=f"repetition 2b+1 = {2 * b + 1}")
-        if r_min:
-            pts = [(n, r_min[(n, b)]) for n in xs if (n, b) in r_min]
-            if pts:
-                ax.plot(*zip(*pts), "o", color=c, ms=5, label=f"exact r_min, b = {b}")
-    ax.set_xlabel("workers n (k = n partitions)")
-    ax.set_ylabel("redundancy r (mean partitions per worker)")
-    ax.set_title("perfectly b-tolerant codes" + (" (idle workers allowed)" if allow_idle else
-                                                 " (every worker busy)"))
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())

@@ -38,10 +38,10 @@ import time
 
 import numpy as np
 
+from .. import _checks
 from .verify import verify
 
-__all__ = ["SearchResult", "min_redundancy", "brute_force_min_ones", "search_table",
-           "MAX_SEARCH_K"]
+__all__ = ["SearchResult", "min_redundancy", "brute_force_min_ones", "MAX_SEARCH_K"]
 
 MAX_SEARCH_K = 12
 
@@ -91,23 +91,13 @@ class SearchResult:
         return None if self.ones is None else self.ones / self.k
 
 
-def _check_int(name: str, value: object, lo: int, hi: int | None = None, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: got {value!r}; expected an integer{hint}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo} <= {name} <= {hi}" if hi is not None else f"{name} >= {lo}"
-        raise ValueError(f"{name}: got {value}; expected {rng}{hint}")
-    return value
-
-
 def _check_problem(n, b, k):
-    n = _check_int("n", n, 1)
-    b = _check_int("b", b, 0)
+    n = _checks.integer("n", n, 1)
+    b = _checks.integer("b", b, 0)
     if 2 * b >= n:
         raise ValueError(f"b: got {b}; no code is perfectly b-tolerant with n = {n} workers unless "
                          f"b < n/2 = {n / 2:g}")
-    k = n if k is None else _check_int("k", k, 1)
+    k = n if k is None else _checks.integer("k", k, 1)
     if k > MAX_SEARCH_K:
         raise ValueError(f"k: got {k}; the exact search has 2^k unknowns and accepts k <= {MAX_SEARCH_K}")
     return n, b, k
@@ -212,17 +202,3 @@ def brute_force_min_ones(n: int, b: int, k: int, allow_idle: bool = False) -> in
     return int(Gs[tolerant].sum(axis=(1, 2)).min())
 
 
-def search_table(results) -> str:
-    """Printable table of :class:`SearchResult` s: n, b, k, idle?, r_min (or bounds), time."""
-    header = f"{'n':>3} {'b':>3} {'k':>3} {'idle':>5} {'r_min':>8} {'bounds on r':>17} {'seconds':>8}  status"
-    lines = [header, "-" * len(header)]
-    for res in results:
-        if res.optimal:
-            rmin, bounds = f"{res.r_min:.4f}", "exact"
-        else:
-            rmin = "-"
-            hi = f"{res.redundancy:.4f}" if res.redundancy is not None else "?"
-            bounds = f"[{res.redundancy_lower_bound:.4f}, {hi}]"
-        lines.append(f"{res.n:>3} {res.b:>3} {res.k:>3} {str(res.allow_idle):>5} {rmin:>8} "
-                     f"{bounds:>17} {res.seconds:>8.1f}  {'optimal' if res.optimal else 'time limit'}")
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Exact verification of perfect b-Byzantine tolerance of an allocation matrix.
 
-Setting (DESIGN.md §1). ``G`` is an ``n × k`` 0/1 allocation matrix. For a partition-sign pattern
+Setting (docs/algorithm.md, section 2). ``G`` is an ``n × k`` 0/1 allocation matrix. For a partition-sign pattern
 ``m ∈ {±1}^k`` the true majority is ``µ = sign(Σ_j m_j)``, worker ``i`` votes honestly
 ``c_i = sign(Σ_j G_ij m_j)`` (0 on a tie and for an empty worker), and the master outputs
 ``sign(Σ_i c'_i)`` where ``c'_i`` is what it receives. ``G`` is **perfectly b-tolerant** when for
@@ -22,7 +22,7 @@ Every Byzantine worker then sends the constant ``−µ``: this is ``attack="dire
 **Margin.** ``margin(m) = A − B − 2x − y`` is the master's sum along ``µ`` after the optimal
 corruption, and ``margin(G, b) = min_m margin(m)``. ``G`` is b-tolerant iff ``margin ≥ 1``. When
 ``A ≥ b`` the margin is ``A − B − 2b``; when ``A < b`` it is ``≤ 0``. Hence (the criterion of
-DESIGN.md §1) ``G`` is b-tolerant iff ``A − B ≥ 2b + 1`` for every pattern, and the largest
+docs/algorithm.md, section 2) ``G`` is b-tolerant iff ``A − B ≥ 2b + 1`` for every pattern, and the largest
 tolerated ``b`` is ``⌊(min_m (A − B) − 1) / 2⌋`` (:func:`max_tolerance`).
 
 **Tie rule (even k).** A pattern with ``Σ_j m_j = 0`` has no true majority and therefore no correct
@@ -48,7 +48,6 @@ Python.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from functools import partial
 
@@ -56,10 +55,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _checks
 from ..codes import validate_allocation
 
 __all__ = ["VerifyResult", "verify", "replay", "max_tolerance", "margin_histogram",
-           "verify_report", "plot_margin_histogram", "worst_case", "DEFAULT_MAX_CONFIGURATIONS"]
+           "worst_case", "DEFAULT_MAX_CONFIGURATIONS"]
 
 #: Largest number of configurations (after symmetry reduction) :func:`verify` evaluates by default:
 #: all 2^25 patterns of a code with 25 distinct columns reduce to 2^24.
@@ -126,18 +126,12 @@ class VerifyResult:
 # ---------------------------------------------------------------------------------------------
 
 
+def _positive(name: str, value: object) -> int:
+    return _checks.integer(name, value, 1)
+
+
 def _check_b(b: object, n: int) -> int:
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
-        raise ValueError(f"b: got {b!r}; expected an integer number of Byzantine workers, 0 <= b < n = {n}")
-    if not 0 <= b < n:
-        raise ValueError(f"b: got {b}; expected 0 <= b < n = {n} (the number of workers)")
-    return int(b)
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: got {value!r}; expected an integer >= 1")
-    return int(value)
+    return _checks.integer("b", b, 0, n - 1, hint=f" (0 <= b < n = {n}, the number of workers)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,8 +290,8 @@ def worst_case(G: np.ndarray, pattern: np.ndarray, b: int) -> dict:
 def _prepare(G, b, max_configurations, chunk_size, collapse_columns):
     G = validate_allocation(G)
     b = _check_b(b, G.shape[0])
-    max_configurations = _check_positive("max_configurations", max_configurations)
-    chunk_size = _check_positive("chunk_size", chunk_size)
+    max_configurations = _positive("max_configurations", max_configurations)
+    chunk_size = _positive("chunk_size", chunk_size)
     red = _reduce(G, collapse_columns)
     if red.total > max_configurations:
         raise ValueError(
@@ -407,62 +401,3 @@ def margin_histogram(G, b: int, *, max_configurations: int = DEFAULT_MAX_CONFIGU
     return {lo + i: float(h) for i, h in enumerate(hist) if h > 0}
 
 
-# ---------------------------------------------------------------------------------------------
-# Printable report and plot
-# ---------------------------------------------------------------------------------------------
-
-
-def _signs(v) -> str:
-    return "".join({1: "+", -1: "-", 0: "0"}[int(x)] for x in v)
-
-
-def verify_report(G, b: int) -> str:
-    """A printable report of :func:`verify` for ``G`` and ``b`` (plus the largest tolerated b)."""
-    res = verify(G, b)
-    G = validate_allocation(G)
-    n, k = G.shape
-    loads = G.sum(axis=1)
-    lines = [
-        f"code            n = {n} workers, k = {k} partitions, redundancy r = {G.sum() / n:.4g}"
-        f" (loads min {loads.min()}, max {loads.max()}, idle workers {int((loads == 0).sum())})",
-        f"symmetry        {res.column_groups} distinct columns, {res.row_groups} distinct rows, "
-        f"{res.configurations} configurations evaluated",
-        f"patterns        {res.patterns_checked} checked"
-        + (f", {res.patterns_skipped} tied patterns skipped (no correct answer)" if res.patterns_skipped else ""),
-        f"b = {b:<12d} {'TOLERANT' if res.tolerant else 'NOT tolerant'}   worst-case margin = {res.margin}"
-        "   (tolerant iff margin >= 1)",
-        f"max tolerated   b = {max_tolerance(G)}",
-        "worst case" + (" (counterexample)" if not res.tolerant else " (tightest pattern)"),
-        f"  pattern m     {_signs(res.pattern)}   (true majority µ = {res.majority:+d})",
-        f"  honest votes  {_signs(res.honest_votes)}",
-        f"  byzantine     {''.join('B' if x else '.' for x in res.byzantine)}   "
-        f"(attack='directional', direction={res.direction:+d})",
-        f"  received      {_signs(res.messages)}   master vote {res.vote:+d}",
-    ]
-    return "\n".join(lines)
-
-
-def plot_margin_histogram(path, G, b: int, title: str | None = None) -> None:
-    """PNG bar chart of :func:`margin_histogram` (failing margins in red), written atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..results import atomic_write_bytes
-
-    hist = margin_histogram(G, b)
-    G = validate_allocation(G)
-    xs = np.array(sorted(hist))
-    ys = np.array([hist[x] for x in xs])
-    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.bar(xs, ys, color=np.where(xs <= 0, "tab:red", "tab:blue"))
-    ax.axvline(0.5, color="k", lw=0.8, ls="--")
-    fail = float(ys[xs <= 0].sum())
-    ax.set_xlabel(f"worst-case margin with b = {b} (tolerant iff all > 0)")
-    ax.set_ylabel("fraction of sign patterns")
-    ax.set_title(title or f"n = {G.shape[0]}, k = {G.shape[1]}, r = {G.sum() / G.shape[0]:.3g}: "
-                 f"P(fail | uniform signs) = {fail:.4g}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())

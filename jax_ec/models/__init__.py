@@ -1,5 +1,5 @@
 """Flax models: MLP, a small CNN, CIFAR ResNet-18/50 (per-partition BatchNorm gradients are computed
-by :func:`jax_ec.train.partition_grads`).
+by :func:`jax_ec.core.partition_grads`).
 
 :func:`make_model` builds a classifier by name. Every model maps images (or feature vectors)
 ``(N, ...)`` to logits ``(N, num_classes)``; the CNN and the ResNets take ``train`` as a call

@@ -1,5 +1,5 @@
 """Layers whose gradients are written in the form XLA runs fastest when they are computed per
-partition (``vmap`` over the k partitions, :func:`jax_ec.train.partition_grads`). Forward passes,
+partition (``vmap`` over the k partitions, :func:`jax_ec.core.partition_grads`). Forward passes,
 parameter names and gradients are those of flax's ``nn.Dense`` / ``nn.Conv``, bit for bit (tested);
 only how XLA is asked to compute the gradients differs.
 
@@ -9,35 +9,33 @@ only how XLA is asked to compute the gradients differs.
 
 JAX's own transpose rule of ``dot_general`` computes the weight gradient as ``(∂ℓ/∂y)ᵀ x``, an
 (o, i) matrix, and then transposes it. Once vmapped over partitions this becomes a batched matmul
-followed by a batched transpose copy of every weight gradient, which XLA:CPU runs slowly (measured
-on the digits MLP, n = 15, batch 240: the election step 449 → 364 µs per step with the rule below,
-the plain step unchanged). :func:`dense_dot_general` computes the same two products directly in
-the kernel's (i, o) layout. The arithmetic is the same contraction in the same order: the
+followed by a batched transpose copy of every weight gradient, which XLA:CPU runs slowly
+(benchmarks/README.md). :func:`dense_dot_general` computes the same two products directly in the
+kernel's (i, o) layout. The arithmetic is the same contraction in the same order: the
 gradients, and whole training runs, are bitwise equal to flax's ``nn.Dense`` (tested).
 
 **Conv.** The weight gradient of a convolution ``y = x ⋆ w`` is itself a convolution of the input
 with the output cotangent, ``∂ℓ/∂w = corr(x, ∂ℓ/∂y)``, summed over the samples. Vmapped over the k
 partitions, JAX turns it into one *batch-grouped* convolution (``batch_group_count = k``), which
-XLA:CPU runs several times slower than k ordinary ones (ResNet-18, width 64, batch 240, k = 15:
-the per-partition gradients cost 2.38× one plain gradient over the 240 samples; one stage-1 layer
-at width 16: 184 ms grouped vs 14 ms for the 15 ordinary convolutions). :func:`conv_general_dilated`
+XLA:CPU runs several times slower than k ordinary ones (``benchmarks/results/partition_grads*.json``).
+:func:`conv_general_dilated`
 keeps the forward pass and the input gradient as ``lax.conv_general_dilated`` and its transpose,
 and gives the weight gradient a batching rule (``jax.custom_batching.custom_vmap``) that computes
 one ordinary weight-gradient convolution per partition (per trial and partition under nested
 vmaps) and stacks them: each is the very convolution the unbatched gradient runs, so the gradients
-are bitwise those of ``vmap`` over ``nn.Conv``, at 0.77× the plain gradient's time instead of 2.38×
-(ResNet-18 width 64; width 16: 0.69× instead of 2.32×; digits CNN 0.76× instead of 1.40×). The
-rule is used on the CPU backend only (other backends keep JAX's batch-grouped convolution, which
-cuDNN-class libraries run well), for 2-D NHWC/HWIO convolutions without dilation, feature groups
+are bitwise those of ``vmap`` over ``nn.Conv``. The rule is used where :func:`conv_rule` says so (by default on the CPU backend only: other backends keep
+JAX's batch-grouped convolution, which cuDNN-class libraries run well), for 2-D NHWC/HWIO convolutions without dilation, feature groups
 or an explicit precision (``nn.Conv``'s defaults), and unrolls only convolutions of at least
 :data:`UNROLL_MIN_MACS` multiply-adds per partition; anything else keeps JAX's own batching and
-``lax.conv_general_dilated``. Costs: compile time grows with the number of unrolled convolutions
-(ResNet-18 width 64, k = 15: 2.9 → 9 s), and the layer supports first-order reverse-mode
+``lax.conv_general_dilated``. Costs: compile time grows with the number of unrolled convolutions,
+and the layer supports first-order reverse-mode
 differentiation only (``custom_vjp``: no ``jvp``/Hessians through it), which is all training uses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 
@@ -46,7 +44,25 @@ import jax
 import jax.numpy as jnp
 from jax import custom_batching, lax
 
-__all__ = ["Dense", "dense_dot_general", "Conv", "conv_general_dilated"]
+__all__ = ["Dense", "dense_dot_general", "Conv", "conv_general_dilated", "conv_rule", "CONV_RULES"]
+
+CONV_RULES = ("auto", "per_partition", "standard")
+_CONV_RULE: contextvars.ContextVar[str] = contextvars.ContextVar("jax_ec_conv_rule", default="auto")
+
+
+@contextlib.contextmanager
+def conv_rule(rule: str):
+    """Trace convolutions inside the block with the weight-gradient ``rule``: ``per_partition`` (the
+    batching rule below, any backend), ``standard`` (JAX's batch-grouped convolution) or ``auto``
+    (the rule on the CPU backend only). :mod:`jax_ec.runtime` chooses it; the gradients are the
+    same either way."""
+    if rule not in CONV_RULES:
+        raise ValueError(f"conv_rule: got {rule!r}; allowed: {', '.join(CONV_RULES)}")
+    token = _CONV_RULE.set(rule)
+    try:
+        yield
+    finally:
+        _CONV_RULE.reset(token)
 
 
 @jax.custom_vjp
@@ -101,8 +117,7 @@ def _conv(x, w, strides, pads):
 # Smallest weight-gradient convolution (multiply-adds per batch element: samples × output pixels ×
 # output channels × kernel taps × input channels) that the batching rule unrolls. Below it JAX's
 # batch-grouped convolution is kept: small convolutions are cheap either way, and every unrolled
-# convolution costs compile time (~20 ms each on the CPU; a ResNet-18 at width 64 has 20 layers ×
-# k partitions × vmapped trials of them, from 3·10^7 multiply-adds up).
+# convolution costs compile time (benchmarks/results/partition_grads_resnet18_w16.json).
 UNROLL_MIN_MACS = 10 ** 7
 
 
@@ -155,7 +170,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     """A drop-in ``lax.conv_general_dilated`` for ``nn.Conv`` whose weight gradient runs one
     ordinary convolution per partition under ``vmap`` (see the module docstring); other
     convolutions, and every backend but the CPU, go to ``lax.conv_general_dilated``."""
-    supported = (jax.default_backend() == "cpu" and lhs.ndim == 4 and rhs.ndim == 4
+    rule = _CONV_RULE.get()
+    enabled = rule == "per_partition" or (rule == "auto" and jax.default_backend() == "cpu")
+    supported = (enabled and lhs.ndim == 4 and rhs.ndim == 4
                  and feature_group_count == 1 and precision is None and not kwargs
                  and tuple(lhs_dilation or (1, 1)) == (1, 1) and tuple(rhs_dilation or (1, 1)) == (1, 1)
                  and (dimension_numbers is None or tuple(map(tuple, dimension_numbers)) == _NHWC))

@@ -1,0 +1,224 @@
+"""Every execution choice of a run, in one place: how the science of :mod:`jax_ec.core` runs.
+
+None of these choices changes a number (each is tested against the others, bit for bit where the
+arithmetic is the same); they change the time. :func:`choose` makes them all from the backend, the
+task, the scheme shape, the number of trials a device runs at once and the run's length; the
+config's ``runtime:`` section may force any of them. The thresholds below are measured; each
+names the result that justifies it.
+
+* ``formulation``: ``touched_coordinates`` (:mod:`jax_ec.sparse_logreg`) wherever it applies (the
+  Amazon task: 1.9 vs 4.7 ms per step, ``benchmarks/results/step_ratio_small_models.json``), else
+  ``dense`` (:mod:`jax_ec.core`).
+* ``trial_batching``: ``vmap`` or ``map`` (``lax.map``) over the (scheme, trial) pairs of a call.
+* ``step_loop``: ``scan`` (the steps of a chunk inside one compiled call) or ``python`` (one call
+  per step).
+* ``vote``: ``matmul`` (``sign(G @ S)``), ``fused`` (bit-packed signs, one elementwise pass) or
+  ``leafwise`` (fused, parameter array by parameter array, without the (k, d) concatenation).
+* ``conv_rule``: ``per_partition`` (:mod:`jax_ec.models.layers`: one ordinary weight-gradient
+  convolution per partition) or ``standard`` (JAX's batch-grouped convolution).
+* ``memory_check``: :func:`check_memory` refuses, before compiling, a run that certainly cannot fit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+import numpy as np
+
+from .config import ConfigError, RuntimeConfig
+from .core import SchemeStatic, Train
+from .core import make_train as make_dense_train
+from .election import fused_applies
+from .sparse_logreg import applies as touched_applies
+from .sparse_logreg import make_train as make_touched_train
+from .tasks import Task
+
+__all__ = ["Runtime", "choose", "use_host_cores", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
+           "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "FUSED_CONV_MIN_STEPS", "GIB"]
+
+# From this many (scheme, trial) pairs per device `vmap` beats `map` for models without
+# convolutions on the CPU (benchmarks/results/trials_sweep.json: digits MLP T = 8: 3,858 vs 3,357
+# trial-steps/s; at T = 1 `map` leads 1.1-1.7x).
+CPU_VMAP_MIN_TRIALS = 8
+# ... as long as their partition gradients (pairs · k · d float32) stay within this many bytes
+# (benchmarks/results/trials_sweep.json: digits MLP T = 256, 148 MB: `map` 3,673 vs `vmap` 3,122).
+CPU_VMAP_MAX_BYTES = 64 * 2 ** 20
+# Convolutional models vote in the fused form in runs of at least this many steps, which repay its
+# compile time (benchmarks/results/step_ratio.json: ResNet-18 on the CPU, step 9.56 -> 8.09 s,
+# compile 17 -> 41 s).
+FUSED_CONV_MIN_STEPS = 1000
+GIB = 2.0 ** 30
+
+
+def use_host_cores() -> int | None:
+    """Give JAX's CPU backend one device per core this process may use, so that
+    ``runtime.mesh.trials: auto`` spreads the (scheme, trial) pairs over the cores
+    (``benchmarks/results/host_devices.json``). Call before JAX starts its backends; it does
+    nothing (returns None) once they started or when the user chose the count
+    (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``).
+    Returns the device count it set. Other backends (GPU, TPU) are unaffected.
+    """
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    from jax._src import xla_bridge
+    if xla_bridge.backends_are_initialized():
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jax.config.update("jax_num_cpu_devices", cores)
+    return cores
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The execution choices of one compiled call (see the module docstring)."""
+    formulation: str = "dense"
+    trial_batching: str = "vmap"
+    step_loop: str = "scan"
+    vote: str = "matmul"
+    conv_rule: str = "standard"
+    partition_axis: str | None = None
+    partition_shards: int = 1
+    memory_check: bool = True
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` records of it."""
+        return {"formulation": self.formulation, "trial_batching": self.trial_batching,
+                "step_loop": self.step_loop, "vote": self.vote, "conv_rule": self.conv_rule,
+                "partition_shards": self.partition_shards}
+
+
+def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_steps: int,
+           config: RuntimeConfig | None = None, num_params: int | None = None) -> Runtime:
+    """The execution choices for ``trials`` (scheme, trial) pairs per device of one scheme shape.
+
+    ``config`` forces choices (its ``auto`` values are left to the rules here). On the CPU:
+    ``map`` for models without convolutions below :data:`CPU_VMAP_MIN_TRIALS` pairs or past
+    :data:`CPU_VMAP_MAX_BYTES` of partition gradients, and always for the touched-coordinates
+    formulation (its gathers and scatters run slower vmapped); convolutional models always
+    ``vmap`` (XLA:CPU runs convolutions inside a loop, such as ``lax.map``'s, many times slower,
+    jax-ml/jax#12868) and step from Python for the same reason; the per-partition convolution
+    rule. Elsewhere (GPU, TPU): ``vmap``, ``scan``, JAX's standard convolution. The fused vote
+    wherever it applies, for convolutional models only in runs of :data:`FUSED_CONV_MIN_STEPS`
+    steps or more; leafwise where nothing needs the flat (k, d) gradients.
+    """
+    config = config if config is not None else RuntimeConfig()
+    cpu = backend == "cpu"
+    shards = config.mesh.partitions
+    touched = touched_applies(static, task, total_steps) and shards == 1
+    if config.formulation == "touched_coordinates" and not touched:
+        raise ConfigError("runtime.formulation: got 'touched_coordinates'; it applies to the Amazon task with worker "
+                          "momentum, no master momentum, weight decay or noise, a fixed Byzantine set, an attack of "
+                          "the fused form and one partition shard only")
+    formulation = ("touched_coordinates" if touched and config.formulation != "dense" else "dense")
+    if num_params is None:
+        num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(jax.eval_shape(task.init,
+                                                                                       jax.random.PRNGKey(0))[0])))
+    if config.trial_batching != "auto":
+        batching = config.trial_batching
+    elif formulation == "touched_coordinates" and cpu:
+        batching = "map"
+    elif cpu and not task.convolutional and (trials < CPU_VMAP_MIN_TRIALS
+                                             or 4 * trials * static.k * num_params > CPU_VMAP_MAX_BYTES):
+        batching = "map"
+    else:
+        batching = "vmap"
+    if config.step_loop != "auto":
+        loop = config.step_loop
+    else:
+        loop = "python" if cpu and task.convolutional and formulation == "dense" else "scan"
+    if formulation == "touched_coordinates":
+        vote = "matmul"   # its own election, on the gathered columns of the touched coordinates
+    elif config.vote != "auto":
+        vote = config.vote
+    elif fused_applies(static.n, static.k, static.attack) and shards == 1 and (
+            not task.convolutional or total_steps >= FUSED_CONV_MIN_STEPS):
+        leafwise = static.aggregator == "vote" and static.worker_momentum == 0 and static.noise == "none"
+        vote = "leafwise" if leafwise else "fused"
+    else:
+        vote = "matmul"
+    conv_rule = config.conv_rule if config.conv_rule != "auto" else ("per_partition" if cpu else "standard")
+    from .sharding import PARTITIONS_AXIS
+    return Runtime(formulation=formulation, trial_batching=batching, step_loop=loop, vote=vote, conv_rule=conv_rule,
+                   partition_axis=PARTITIONS_AXIS if shards > 1 else None, partition_shards=shards,
+                   memory_check=config.memory_check)
+
+
+def make_train(static: SchemeStatic, task: Task, runtime: Runtime) -> Train:
+    """The scheme shape's pure functions in the chosen formulation."""
+    if runtime.formulation == "touched_coordinates":
+        return make_touched_train(static, task, runtime)
+    return make_dense_train(static, task, runtime)
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory: a lower bound of what one device must hold, checked before anything compiles
+
+
+def available_bytes(device: Any | None = None) -> int | None:
+    """Memory the device can still allocate: the accelerator's free memory, or the host's
+    ``MemAvailable`` for the CPU backend (None where it cannot be told)."""
+    device = device if device is not None else jax.devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends do not implement it
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    if device.platform == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def _tree_bytes(tree: Any) -> int:
+    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def lower_bound_bytes(train: Train, runtime: Runtime, static: SchemeStatic, one_state: Any, trials: int,
+                      data: tuple) -> dict[str, int]:
+    """A lower bound of one device's memory for ``trials`` (scheme, trial) pairs, by part (bytes):
+    the data arrays (held by every device), the pairs' states (exact: ``eval_shape`` of one trial,
+    the worker momentum split under partition sharding), and, per pair stepping at the same time
+    (all of them under ``vmap``, one under ``map``), the dense step's arrays: the k/shards
+    partition gradients and their signs ``2 · k · d`` and the n local votes ``n · d`` (float32). The
+    touched-coordinates formulation's step is O(touched coordinates): 0 here. Activations and XLA's
+    temporaries come on top, so a run that passes can still need more."""
+    state = _tree_bytes(one_state)
+    if runtime.partition_shards > 1:
+        mom = _tree_bytes(getattr(one_state, "worker_mom", ()))
+        state -= mom - mom // runtime.partition_shards
+    concurrent = trials if runtime.trial_batching == "vmap" else 1
+    working = 0 if runtime.formulation == "touched_coordinates" else (
+        4 * train.num_params * (2 * static.k // runtime.partition_shards + static.n))
+    return {"data": int(sum(np.asarray(a).nbytes for a in data)), "states": trials * state,
+            "step": concurrent * working}
+
+
+def check_memory(need: dict[str, int], what: str, runtime: Runtime, device: Any | None = None) -> None:
+    """Raise :class:`ConfigError` when a lower bound (:func:`lower_bound_bytes`) exceeds the device's
+    available memory; ``what`` names the call (schemes, trials, sizes) in the message."""
+    have = available_bytes(device)
+    if have is None:
+        return
+    total = sum(need.values())
+    if total > have:
+        parts = ", ".join(f"{name} {value / GIB:.2f} GiB" for name, value in need.items())
+        ways = ["fewer trials", "runtime.mesh.trials > 1 (more devices)"]
+        if runtime.trial_batching == "vmap":
+            ways.insert(1, "runtime.trial_batching: map (one trial's step at a time)")
+        raise ConfigError(f"trials: {what} need at least {total / GIB:.2f} GiB on one device ({parts}) but "
+                          f"{have / GIB:.2f} GiB are available on {jax.default_backend()}; try {', '.join(ways)}, "
+                          "or set runtime.memory_check: false to run anyway")
+
+
+def with_choices(runtime: Runtime, **changes: Any) -> Runtime:
+    """A copy with some choices forced (tests and benchmarks)."""
+    return replace(runtime, **changes)
