@@ -1,7 +1,9 @@
 """Command line: ``jax-ec run [CONFIG] [--out DIR] [--trials T] [--set key=value ...] [--fresh]``.
 
-Exit codes: 0 success, 2 bad input (config, flags, files, a checkpoint of another config),
-3 a diverging run (NaN/Inf parameters or metric; the last finite checkpoint is kept).
+Exit codes: 0 success, 2 bad input (config, flags, files, a results folder in use or holding
+another config's results, a checkpoint of another config), 3 a diverging run (NaN/Inf parameters
+or metric; the last finite checkpoint is kept), 130 / 143 stopped by Ctrl-C / ``SIGTERM`` (the
+running group's progress saved; the same command resumes).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="(default) continue an interrupted run of the same config from OUT/checkpoints/; "
                               "refuses checkpoints of another config")
     restart.add_argument("--fresh", dest="resume", action="store_false",
-                         help="ignore and delete OUT/checkpoints/ and start from step 0")
+                         help="start from step 0: delete the checkpoints in OUT/.jax_ec/ and, once this run "
+                              "finishes, replace the results OUT holds, even of another config")
+    run.add_argument("--wait", action="store_true",
+                     help="if another run is using OUT, wait for it to finish instead of stopping")
     add_codes_parser(sub)
     rep = sub.add_parser("report", help="markdown table and plots from one or more result folders")
     rep.add_argument("folders", nargs="+", help="result folders written by `jax-ec run`")
@@ -43,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C outside a run's safe points (start-up, codes, report): nothing to save
+        print("jax-ec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         try:
@@ -52,15 +65,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.smoke:
                 cfg = smoke_config(cfg)
             from .experiment import DivergenceError, run_experiment
+            from .interrupt import Interrupted, exit_status
             from .runtime import use_host_cores
             use_host_cores()   # the CPU's cores as devices: runtime.mesh.trials auto spreads trials over them
             try:
                 command = shlex.join(["jax-ec", *(sys.argv[1:] if argv is None else argv)])
                 result = run_experiment(cfg, args.out, progress_bar=not args.no_progress, resume=args.resume,
-                                        command=command)
+                                        fresh=not args.resume, wait=args.wait, command=command)
             except DivergenceError as exc:
                 print(f"jax-ec: error: {exc}", file=sys.stderr)
                 return 3
+            except Interrupted as stop:
+                print(f"jax-ec: {stop.message}", file=sys.stderr)
+                return exit_status(stop.signum)
         except (ConfigError, FileNotFoundError) as exc:
             print(f"jax-ec: error: {exc}", file=sys.stderr)
             return 2
