@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _checks
 from .attacks import COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
@@ -318,40 +319,45 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
       partition_grads: (k, d) gradients of the k partitions.
       byzantine: (n,) booleans, True for Byzantine workers.
       attack: one of ``none, reverse, directional, random, random_per_partition, omniscient``.
-      key: PRNG key; required by the random attacks and by ``noise_std > 0``.
+      key: PRNG key, or an integer seed in ``[0, 2^32)`` read as ``PRNGKey(seed)``; required by the
+        random attacks and by ``noise_std > 0``.
       noise_std: σ of the Gaussian noise added before the sign (a standard deviation: the official
         ``--variance 1e-4`` is σ = 1e-4, i.e. σ² = 1e-8).
-      direction: +1 or −1, the constant message of the directional attack.
+      direction: the integer +1 or −1, the constant message of the directional attack.
       noise_model: ``per_copy`` (default: each worker draws its own noise for each partition it
         holds, :func:`per_copy_election`) or ``per_partition`` (one draw per partition, shared by
         every worker holding it).
     """
-    check_attack(attack)
-    if noise_model not in NOISE_MODELS:
-        raise ValueError(f"noise_model: got {noise_model!r}; allowed: {', '.join(NOISE_MODELS)}")
+    attack = check_attack(attack)
+    noise_model = _checks.one_of("noise_model", noise_model, NOISE_MODELS, what="noise model")
+    direction = _checks.sign("direction", direction)
+    noise_std = _checks.number("noise_std", noise_std, 0)
     if not isinstance(G, jax.core.Tracer):
         from .codes import validate_allocation
         G = validate_allocation(G)
     G = jnp.asarray(G, jnp.float32)
-    grads = jnp.asarray(partition_grads, jnp.float32)
-    byz = jnp.asarray(byzantine)
-    if grads.ndim != 2 or grads.shape[0] != G.shape[1]:
-        raise ValueError(f"partition_grads: has shape {grads.shape}; expected (k, d) with k = {G.shape[1]} "
+    n, k = G.shape
+    grads = _checks.real_array("partition_grads", partition_grads,
+                               f"a (k, d) array of real numbers with k = {k} (the number of columns of G)")
+    if grads.ndim != 2 or grads.shape[0] != k:
+        raise ValueError(f"partition_grads: has shape {grads.shape}; expected (k, d) with k = {k} "
                          "(the number of columns of G)")
-    if byz.shape != (G.shape[0],):
-        raise ValueError(f"byzantine: has shape {byz.shape}; expected ({G.shape[0]},) booleans, one per worker")
-    if byz.dtype != jnp.bool_:
+    grads = jnp.asarray(grads, jnp.float32)
+    byz = _checks.real_array("byzantine", byzantine, f"({n},) booleans, one per worker")
+    if byz.shape != (n,):
+        raise ValueError(f"byzantine: has shape {byz.shape}; expected ({n},) booleans, one per worker")
+    if byz.dtype != np.bool_:
         if not isinstance(byz, jax.core.Tracer) and not np.isin(np.asarray(byz), (0, 1)).all():
-            raise ValueError("byzantine: expected booleans (or 0/1), one per worker")
-        byz = byz.astype(jnp.bool_)
-    if isinstance(direction, bool) or direction not in (1, -1):
-        raise ValueError(f"direction: got {direction!r}; allowed: 1, -1")
-    if not (np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std: got {noise_std!r}; expected a finite value >= 0")
+            raise ValueError(f"byzantine: got {_checks.brief(np.asarray(byz).tolist())}; expected ({n},) booleans "
+                             "(or 0/1), one per worker")
+    byz = jnp.asarray(byz).astype(jnp.bool_)
     use_noise = noise_std > 0
     if key is None:
         if attack in RANDOM_ATTACKS or use_noise:
-            raise ValueError(f"key: attack={attack!r} with noise_std={noise_std} needs a PRNG key")
+            raise ValueError(f"key: attack={attack!r} with noise_std={noise_std} needs a PRNG key "
+                             "(jax.random.PRNGKey(seed)) or an integer seed")
         key = jax.random.PRNGKey(0)  # unused: no random operation consumes it
+    else:
+        key = _checks.prng_key("key", key)
     return _elect(G, grads, byz, attack, key, jnp.float32(noise_std), jnp.float32(direction),
                   noise_model if use_noise else "none")
