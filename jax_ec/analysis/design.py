@@ -177,10 +177,13 @@ def _fixers(odd: bool, x, w_all, idle: int, beta: int, T: int):
     return np.where(x <= beta, phi_max, over)
 
 
+_BLOCK = 2 ** 18   # (idle, x) cells evaluated at once by _search
+
+
 @lru_cache(maxsize=None)
 def _search(n: int, b: int, allow_idle: bool) -> Design:
     """The member of the family with the fewest ones satisfying (2), in ``O(n)`` vectorised steps
-    (``O(n²)`` with idle workers: one step per count of idle workers).
+    (``O(n²)`` with idle workers): every count of idle workers and singletons at once.
 
     For given counts of idle workers and singletons, (2) constrains ``E`` only through
     ``V_E(c) ≤ T'``. As the values are 0, 1, 2 per set (nothing, a tie at price ``a``, a flip at
@@ -201,23 +204,27 @@ def _search(n: int, b: int, allow_idle: bool) -> Design:
     T = n - 2 * b - 1
     max_half = (k - 1 if odd else k - 2) // 2   # a light set must not be full-type
     best = None                                  # ((ones, idle, -x), sets, idle, x, phi, w_all)
-    for idle in range((T if allow_idle else 0) + 1):
-        x = np.arange(min(k, n - idle) + 1)
-        room = np.minimum(n - x - idle, (k - x) // 2) if max_half >= 1 else np.zeros_like(x)
+    x = np.arange(k + 1)[None, :]                # singletons (columns) ...
+    idles = np.arange((T if allow_idle else 0) + 1)
+    block = max(1, _BLOCK // (k + 1))
+    for first in range(0, idles.size, block):
+        idle = idles[first:first + block, None]  # ... by idle workers (rows)
+        room = np.minimum(n - x - idle, (k - x) // 2) if max_half >= 1 else np.zeros_like(x + idle)
         over = x > beta                          # then E plays no part in (2): pairs
         Tp = T - idle - 2 * x                    # x ≤ β: (2) is V_E(β − x) ≤ T'
         u = np.maximum(Tp // 2 + 1, 1)
         A = np.maximum(beta - x - (Tp + 1) // 2 + 1, u)
         top = -(-A // u)
+        zero = np.zeros_like(Tp)
         regimes = [  # (u, A, lo, hi, feasible): m pairs, then m balanced sets
-            (0 * x, 0 * x, 0, np.where(over, room, np.minimum(u - 1, room)),
+            (zero, zero, zero, np.where(over, room, np.minimum(u - 1, room)),
              np.where(over, (idle + 2 * beta <= T) | (idle + x + beta <= T), Tp >= 0)),
             (u, A, u, np.minimum(n - x - idle, u + (k - x - 2 * A) // (2 * top)),
              ~over & (Tp >= 0) & (top <= max_half) & (2 * A + x <= k)),
         ]
         for ru, rA, lo, hi, ok in regimes:
             kink = np.clip(n - 2 * x - idle, lo, np.maximum(hi, lo))
-            for m in (lo + 0 * x, hi, np.maximum(lo, hi - 1), kink):
+            for m in (lo, hi, np.maximum(lo, hi - 1), kink):
                 w_all = n - m - x - idle         # full-type workers incl. fixers
                 sumE = np.where(ru > 0, 2 * (rA + (m - ru) * top), 2 * m)
                 phi = _fixers(odd, x, w_all, idle, beta, T)
@@ -228,11 +235,11 @@ def _search(n: int, b: int, allow_idle: bool) -> Design:
                         & ~((w_all == 0) & (sumE + x < k)))      # every partition held
                 if not good.any():
                     continue
-                for i in np.flatnonzero(good & (ones == ones[good].min())):
-                    sets = _Sets(int(m[i]), int(ru[i]), int(rA[i]))
-                    key = (int(ones[i]), idle, -int(x[i]))
+                for r, c in np.argwhere(good & (ones == ones[good].min())):
+                    sets = _Sets(int(m[r, c]), int(ru[r, c]), int(rA[r, c]))
+                    key = (int(ones[r, c]), int(idle[r, 0]), -int(c))
                     if best is None or key < best[0] or (key == best[0] and sets.sizes() < best[1].sizes()):
-                        best = (key, sets, idle, int(x[i]), int(phi[i]), int(w_all[i]))
+                        best = (key, sets, int(idle[r, 0]), int(c), int(phi[r, c]), int(w_all[r, c]))
     if best is None:  # pragma: no cover - all-full always satisfies (2)
         raise AssertionError(f"no design found for n={n}, b={b}")
     (ones, _, _), sets, idle, x, phi, w_all = best
