@@ -237,6 +237,28 @@ def test_verify_rejects_bad_options_and_too_many_patterns():
         verify(G, 1)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: worst_case(jax_ec.paper_code_n5(), [1, 1, 1], 1), r"^pattern: got \[1, 1, 1\]; expected \(5,\) signs"),
+    (lambda: worst_case(jax_ec.paper_code_n5(), [1, 1, 0, 1, 1], 1), r"^pattern: got"),
+    (lambda: worst_case(jax_ec.paper_code_n5(), "+++++", 1), r"^pattern: got '\+\+\+\+\+'"),
+    (lambda: replay(jax_ec.paper_code_n5(), None), r"^counterexample: got None; expected the VerifyResult"),
+    (lambda: replay(np.eye(3), verify(jax_ec.paper_code_n5(), 2)), r"^G: has 3 rows"),
+    (lambda: verify(jax_ec.paper_code_n5(), 1, collapse_columns="no"), r"^collapse_columns: got 'no'"),
+])
+def test_verify_helpers_reject_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_configurations_count_and_tolerance_in_words():
+    from jax_ec.analysis.verify import configurations, tolerance_text
+    assert configurations(np.eye(30, dtype=np.int8)) == 2 ** 29       # 30 single columns, one halved
+    assert configurations(np.ones((3, 40), dtype=np.int8)) == 41       # one even group of 40 columns
+    assert tolerance_text(max_tolerance(jax_ec.paper_code_n5())) == "b = 1"
+    G = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.int8)      # a majority of copies of one partition
+    assert max_tolerance(G) == -1 and tolerance_text(-1).startswith("none, not even b = 0")
+
+
 # ---------------------------------------------------------------------------------------------
 # Deterministic construction and the repetition baseline
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +366,7 @@ def test_deterministic_design_of_a_large_n_takes_polynomial_work(monkeypatch):
     assert d.ones == w * n - min(x, w) + x + 2 * y and d.worst_cost <= d.budget
     calls.clear()
     d_idle = deterministic_design(301, 2, allow_idle=True)
-    assert len(calls) <= 8 * (301 - 2 * 2)                 # and one row per count of idle workers
+    assert len(calls) <= 8                                 # every count of idle workers at once
     assert d_idle.redundancy == 5 and d_idle.worst_cost <= d_idle.budget
 
 
@@ -408,7 +430,10 @@ def test_min_redundancy_small_known_values():
 @pytest.mark.parametrize("bad, field", [(dict(n=0, b=0), "n"), (dict(n=5, b=3), "b"),
                                         (dict(n=5, b=-1), "b"), (dict(n=5, b=1, k=13), "k"),
                                         (dict(n=5, b=1, k=0), "k"), (dict(n=5, b=1, time_limit=0), "time_limit"),
-                                        (dict(n="5", b=1), "n")])
+                                        (dict(n="5", b=1), "n"), (dict(n=13, b=1), "n"),
+                                        (dict(n=5, b=1, allow_idle="yes"), "allow_idle"),
+                                        (dict(n=5, b=1, upper_bound=-1), "upper_bound"),
+                                        (dict(n=5, b=1, time_limit=float("nan")), "time_limit")])
 def test_min_redundancy_rejects_bad_input(bad, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         min_redundancy(**bad)
