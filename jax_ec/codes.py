@@ -130,8 +130,25 @@ def check_redundancy(r: object, n: int, name: str = "r") -> float:
     return _checks.number(name, r, 0, n, low_open=True, hint=f" (redundancy of n = {n} workers: p = r/n)")
 
 
-# Largest expected number of whole-matrix redraws :func:`bernoulli` accepts with ``nonempty_rows``.
+# Largest expected number of whole-matrix redraws accepted with ``nonempty_rows``.
 MAX_EXPECTED_REDRAWS = 1e6
+
+
+def min_nonempty_p(n: int, k: int) -> float:
+    """Smallest ``p`` for which a redraw-until-no-empty-row Bernoulli ``(n, k)`` code takes at most
+    :data:`MAX_EXPECTED_REDRAWS` draws on average: the expected number is ``1 / (1 − (1 − p)^k)^n``,
+    so ``p_min = 1 − (1 − M^{−1/n})^{1/k}`` with ``M`` that limit."""
+    return -math.expm1(math.log(-math.expm1(-math.log(MAX_EXPECTED_REDRAWS) / n)) / k)
+
+
+def check_nonempty_rows(n: int, k: int, p: float, name: str = "nonempty_rows") -> None:
+    """Refuse ``nonempty_rows`` at a ``p`` whose expected number of redraws exceeds the limit
+    (the draw would loop for ever in practice)."""
+    p_min = min_nonempty_p(n, k)
+    if p < p_min:
+        raise ValueError(f"{name}: with p = {p:.4g}, an (n, k) = ({n}, {k}) code has no empty row too rarely "
+                         f"(more than {MAX_EXPECTED_REDRAWS:.0e} redraws on average); expected p >= {p_min:.4g}, "
+                         "or no nonempty_rows")
 
 
 def bernoulli(seed: int, n: int, r: float, k: int | None = None,
@@ -152,12 +169,7 @@ def bernoulli(seed: int, n: int, r: float, k: int | None = None,
     nonempty_rows = _checks.flag("nonempty_rows", nonempty_rows)
     p = r / n
     if nonempty_rows:
-        # log P(no empty row) = n · log(1 − (1 − p)^k)
-        log_ok = n * math.log1p(-math.exp(k * math.log1p(-p))) if p < 1 else 0.0
-        if -log_ok > math.log(MAX_EXPECTED_REDRAWS):
-            raise ValueError(f"nonempty_rows: with p = r/n = {p:.3g} a draw has no empty row with probability "
-                             f"exp({log_ok:.3g}), so it takes more than {MAX_EXPECTED_REDRAWS:.0e} redraws on "
-                             "average; raise r or set nonempty_rows=False")
+        check_nonempty_rows(n, k, p)
     G = draw_bernoulli(jax.random.PRNGKey(seed), n, k, p, nonempty_rows)
     return np.asarray(G, dtype=np.int8)
 
