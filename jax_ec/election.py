@@ -54,12 +54,36 @@ NAN_WEIGHT = 4096.0
 MAX_PARTITIONS = int(NAN_WEIGHT // 2) - 1
 
 
+def _real(name: str, value, what: str):
+    """Trace-time check of the jit-safe functions' arrays: an array of real numbers (NumPy, JAX
+    or traced), not a list, string or None."""
+    dtype = getattr(value, "dtype", None)
+    if not hasattr(value, "shape") or dtype is None or not (
+            dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise ValueError(f"{name}: got {_checks.brief(value)}; expected {what}")
+    return value
+
+
+def _check_election(G, S, byzantine=None) -> None:
+    """``G`` (n, k), ``S`` (k, ...) and ``byzantine`` (n,): arrays of matching shapes."""
+    _real("G", G, "an (n, k) allocation array")
+    if G.ndim != 2:
+        raise ValueError(f"G: has shape {G.shape}; expected (n, k)")
+    _real("S", S, f"a (k, d) array of partition signs with k = {G.shape[1]}")
+    if S.ndim < 1 or S.shape[0] != G.shape[1]:
+        raise ValueError(f"S: has shape {S.shape}; expected (k, d) with k = {G.shape[1]} (the columns of G)")
+    if byzantine is not None:
+        _real("byzantine", byzantine, f"({G.shape[0]},) booleans, one per worker")
+        if byzantine.shape != (G.shape[0],):
+            raise ValueError(f"byzantine: has shape {byzantine.shape}; expected ({G.shape[0]},), one per worker")
+
+
 def partition_signs(partition_grads: jax.Array, key: jax.Array | None = None,
                     noise_std: float | jax.Array = 0.0) -> jax.Array:
     """``S_j = sign(g_j + σ ξ_j)``; without a key (or with σ = 0) no noise is added."""
-    g = partition_grads
+    g = _real("partition_grads", partition_grads, "an array of real numbers")
     if key is not None:
-        g = g + noise_std * jax.random.normal(key, g.shape, g.dtype)
+        g = g + noise_std * jax.random.normal(_checks.prng_key("key", key), g.shape, g.dtype)
     return jnp.sign(g)
 
 
@@ -80,6 +104,7 @@ def _votes_of_counts(counts: jax.Array) -> jax.Array:
 def local_votes(G: jax.Array, S: jax.Array) -> jax.Array:
     """``C = sign(G @ S)``: each worker's majority over the signs of the partitions it holds; a
     worker holding a NaN partition sign votes 0 at that coordinate."""
+    _check_election(G, S)
     if G.shape[1] > MAX_PARTITIONS:
         raise ValueError(f"G: has {G.shape[1]} partitions; at most {MAX_PARTITIONS} are supported")
     return _votes_of_counts(_counts(G, S))
@@ -92,6 +117,7 @@ def corrupt(C: jax.Array, byzantine: jax.Array, messages: jax.Array) -> jax.Arra
 
 def global_vote(C: jax.Array) -> jax.Array:
     """``v = sign(Σ_i sign(C_i))`` with NaN messages read as 0 (a tie gives 0)."""
+    _real("C", C, "an (n, ...) array of messages")
     messages = jnp.sign(jnp.where(jnp.isnan(C), 0.0, C))
     return jnp.sign(jnp.ones((C.shape[0],), C.dtype) @ messages)
 
@@ -135,6 +161,7 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
     materialized. The default (``None``) is the matmul form. Both forms sum small integers:
     identical votes (tested).
     """
+    _check_election(G, S, byzantine)
     n, k = G.shape
     if fused is True and reduce is None and S.ndim == 2 and fused_applies(n, k, attack):
         return fused_election(G, S, byzantine, attack, direction)

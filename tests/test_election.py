@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jax_ec.attacks import ATTACKS, attack_messages, binomial_half_sign
-from jax_ec.election import corrupt, elect, election, global_vote, local_votes
+from jax_ec.election import corrupt, elect, election, global_vote, local_votes, partition_signs
 from reference import reference_elect
 
 # (n, k, d): odd and even k, k < n, k > n, a single worker.
@@ -422,6 +422,20 @@ def test_bad_input_raises_naming_the_field(kwargs, field):
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"^{field}\b"):
         elect(**args)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: local_votes("a", jnp.ones((3, 2))), r"^G: got 'a'"),
+    (lambda: local_votes(jnp.eye(3), jnp.ones((4, 2))), r"^S: has shape \(4, 2\); expected \(k, d\) with k = 3"),
+    (lambda: global_vote([[1, 2]]), r"^C: got \[\[1, 2\]\]"),
+    (lambda: partition_signs("a"), r"^partition_grads: got 'a'"),
+    (lambda: partition_signs(jnp.ones((3, 2)), "k", 1.0), r"^key: got 'k'"),
+    (lambda: election(jnp.eye(3), jnp.ones((3, 2)), jnp.zeros(4, bool), "reverse"), r"^byzantine: has shape \(4,\)"),
+    (lambda: election([[1]], [[1.0]], [False], "reverse"), r"^G: got \[\[1\]\]"),
+])
+def test_jit_safe_functions_check_their_arrays_when_traced(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 def test_bad_input_message_is_one_line_with_the_value():
