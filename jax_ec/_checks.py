@@ -113,11 +113,11 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def real_array(name: str, value: Any, expected: str):
-    """An array of real numbers (booleans, integers or floats): a NumPy array, or ``value`` itself
-    when it is a JAX array (traced arrays included). ``expected`` says what is allowed, e.g.
-    ``"a (k, d) array of real numbers"``. Ragged nesting, strings, None and complex numbers are
-    refused."""
+def real_array(name: str, value: Any, expected: str, kinds: str = "biuf"):
+    """An array of real numbers (booleans, integers or floats; NumPy dtype ``kinds``): a NumPy
+    array, or ``value`` itself when it is a JAX array (traced arrays included). ``expected`` says
+    what is allowed, e.g. ``"a (k, d) array of real numbers"``. Ragged nesting, strings, None and
+    complex numbers are refused."""
     import jax
     if isinstance(value, jax.Array):
         arr = value
@@ -127,7 +127,7 @@ def real_array(name: str, value: Any, expected: str):
         except (ValueError, TypeError):   # ragged nesting
             raise ValueError(f"{name}: got {brief(value)}, which is not a rectangular array "
                              f"(rows of different lengths?); expected {expected}") from None
-    if np.dtype(arr.dtype).kind not in "biuf":
+    if np.dtype(arr.dtype).kind not in kinds:
         raise ValueError(f"{name}: got {brief(value)} (dtype {arr.dtype}); expected {expected}")
     return arr
 

@@ -77,6 +77,11 @@ def test_design_table_rows_come_one_by_one_and_skips_are_said():
     (lambda: smallest_p_table([1, 5], [0.5, 0.2]), r"^ns: got 1; expected an integer >= 2"),
     (lambda: smallest_p_table([5, 7], [0.5]), r"^ps: has 1 values; expected 2"),
     (lambda: load_deviation_table(5, 0.2, [0.1, 0.2], [Estimate(0.1, 0.0, 0.2, 10)]), r"^estimates: has 1"),
+    (lambda: smallest_p_table([5], 0.5), r"^ps: got 0.5; expected a sequence"),
+    (lambda: estimate_table([]), r"^rows: got \[\]; expected a non-empty list"),
+    (lambda: estimate_table([{"n": 5}]), r"^rows\[0\]: got \{'n': 5\}; expected a dict .* 'estimate'"),
+    (lambda: search_table(3), r"^results: got 3"),
+    (lambda: search_table(["x"]), r"^results\[0\]: got 'x'; expected a SearchResult"),
 ])
 def test_tables_reject_bad_input(call, message):
     with pytest.raises(ValueError, match=message):

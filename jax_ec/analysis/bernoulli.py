@@ -180,6 +180,8 @@ def _resolve_b(n: int, b: object, b_fraction: object, names: tuple[str, str] = (
 
 # Largest memory of one draw's intermediates (code, votes, patterns) in the Monte Carlo estimators.
 MAX_DRAW_BYTES = 2 ** 31
+# Most draws per estimate: draw indices are uint32 and the per-draw results one float32 each.
+MAX_DRAWS = 2 ** 28
 
 
 def _draw_bytes(n: int, k: int, patterns: int) -> int:
@@ -316,7 +318,7 @@ def failure_probability(key, n: int, p: float, b: int, attack: str = "reverse", 
     n, k, b, attack, sign, placement, direction = _common_args(n, k, b, attack, sign_model, placement,
                                                                direction)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 2)
+    draws = _check_int("draws", draws, 2, MAX_DRAWS)
     patterns = _check_int("patterns_per_draw", patterns_per_draw, 1)
     level = _check_prob("level", level, open_ends=True)
     nonempty_rows = _check_nonempty(nonempty_rows, n, k, p)
@@ -342,7 +344,7 @@ def draw_trials(key, n: int, p: float, b: int, k: int | None = None, draws: int 
     k = n if k is None else _check_int("k", k, 1)
     b = _check_int("b", b, 0, n - 1)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 1)
+    draws = _check_int("draws", draws, 1, MAX_DRAWS)
     _checks.matrix_size("draws", draws * n, k)
     G, byz = _draw_trials(key, jnp.float32(p), jnp.int32(b), n=n, k=k, draws=draws,
                           placement=_check_placement(placement),
@@ -527,7 +529,7 @@ def smallest_p(key, n: int, target: float, b: int | None = None, b_fraction: flo
     n, k, b, attack, sign, placement, direction = _common_args(n, k, b, attack, sign_model, placement,
                                                                direction)
     target = _check_prob("target", target, open_ends=True)
-    draws = _check_int("draws", draws, 2)
+    draws = _check_int("draws", draws, 2, MAX_DRAWS)
     patterns = _check_int("patterns_per_draw", patterns_per_draw, 1)
     m = _check_int("resolution_bits", resolution_bits, 1, 20)
     nonempty_rows = _check_nonempty(nonempty_rows, n, k, None)
@@ -592,7 +594,7 @@ def load_deviation_curve(key, n: int, p: float, eps_grid: Sequence[float], draws
     key = _as_key(key)
     n = _check_int("n", n, 1)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 1)
+    draws = _check_int("draws", draws, 1, MAX_DRAWS)
     level = _check_prob("level", level, open_ends=True)
     eps_list = _check_eps(eps_grid)
     _checks.matrix_size("n", n, n)
@@ -622,7 +624,7 @@ def load_deviation(key, n: int, p: float, eps: float, draws: int = 2000, level: 
 def hoeffding_bound(n: int, eps: float | np.ndarray) -> float | np.ndarray:
     """Hoeffding: ``P(|Σ_j X_j − np| ≥ nε) ≤ 2·exp(−2ε²n)`` for ``n`` independent ``X_j ∈ [0, 1]``."""
     n = _check_int("n", n, 1)
-    eps = _checks.real_array("eps", eps, "finite numbers >= 0 (deviations ε)")
+    eps = _checks.real_array("eps", eps, "finite numbers >= 0 (deviations ε)", kinds="iuf")
     if not (np.all(np.isfinite(eps)) and np.all(np.asarray(eps) >= 0)):
         raise ValueError(f"eps: got {_checks.brief(eps)}; expected finite numbers >= 0 (deviations ε)")
     return 2.0 * np.exp(-2.0 * np.square(eps) * n)

@@ -201,6 +201,13 @@ def plot_redundancy(path, ns, bs=(1, 2, 3), r_min: dict | None = None,
 
 def search_table(results) -> str:
     """Printable table of :class:`SearchResult` s: n, b, k, idle?, r_min (or bounds), time."""
+    from .search import SearchResult
+    if isinstance(results, (str, bytes)) or not isinstance(results, Iterable):
+        raise ValueError(f"results: got {_checks.brief(results)}; expected a list of SearchResult")
+    results = list(results)
+    for i, res in enumerate(results):
+        if not isinstance(res, SearchResult):
+            raise ValueError(f"results[{i}]: got {_checks.brief(res)}; expected a SearchResult of min_redundancy")
     header = f"{'n':>3} {'b':>3} {'k':>3} {'idle':>5} {'r_min':>8} {'bounds on r':>17} {'seconds':>8}  status"
     lines = [header, "-" * len(header)]
     for res in results:
@@ -323,8 +330,12 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def estimate_table(rows: Sequence[Mapping[str, Any]], level: float = 0.95) -> str:
     """Fixed-width table of estimates: each row maps parameter names (columns in the first row's
     order) to values, plus ``"estimate"`` → :class:`Estimate`, shown as mean, interval and trials."""
-    if not rows:
-        raise ValueError("rows: expected at least one row")
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows:
+        raise ValueError(f"rows: got {_checks.brief(rows)}; expected a non-empty list of rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("estimate"), Estimate):
+            raise ValueError(f"rows[{i}]: got {_checks.brief(row)}; expected a dict of parameters with an "
+                             "'estimate' (an Estimate)")
     params = [c for c in rows[0] if c != "estimate"]
     pct = f"{100 * level:g}%"
     header = [*params, "P(fail)", f"{pct} CI low", f"{pct} CI high", "trials"]
@@ -343,6 +354,8 @@ def _smallest_p_ns(ns) -> list[int]:
 
 
 def _same_length(name: str, values, length: int) -> None:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        raise ValueError(f"{name}: got {_checks.brief(values)}; expected a sequence of {length} values")
     if len(values) != length:
         raise ValueError(f"{name}: has {len(values)} values; expected {length}, one per entry of the grid")
 
