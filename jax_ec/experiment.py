@@ -49,7 +49,7 @@ from .folder import ResultsFolder, check_output_dir
 from .core import init_key
 from .models.layers import conv_rule
 from .plan import Group, Scheme, group_schemes, iteration_time, make_schemes, stack_params
-from .results import (SchemeCurves, format_summary_table, plot_curves, plot_sweeps, summarize,
+from .results import (CI_METHOD, SchemeCurves, ci_method_text, format_summary_table, plot_curves, plot_sweeps, summarize,
                       write_metrics_csv, write_summary_csv)
 from .runtime import Runtime, check_memory, choose, lower_bound_bytes, make_train
 from .sharding import (TRIALS_AXIS, make_mesh, mesh_shape, named_shardings, pad_trials, padded_size, sharded_trials,
@@ -563,6 +563,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
         plot_sweeps(stage, summary, {r.curves.scheme: (r.scheme.parent, r.scheme.point) for r in runs}, title=cfg.name)
         write_json(stage / "run.json", {
             "name": cfg.name, "seed": cfg.seed, "trials": cfg.trials, "metadata": run_metadata(),
+            "ci_method": CI_METHOD, "ci_note": ci_method_text([task.metric_name]),
             "reproducibility": rerun_info(cfg, out, command),
             "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs,
                         "mesh": {"trials": c.mesh[0], "partitions": c.mesh[1]}} for c in calls],

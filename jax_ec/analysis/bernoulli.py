@@ -283,7 +283,7 @@ def _failure_rates(key, p, b, q, direction, *, n, k, draws, patterns, attack, ki
 def _estimate_from_rates(rates: np.ndarray, patterns: int, level: float) -> Estimate:
     rates = np.asarray(rates, dtype=np.float64)
     D = rates.size
-    mean, low, high = (float(x) for x in mean_ci(rates, level=level))
+    mean, low, high = (float(x) for x in mean_ci(rates, level=level, bounds=(0.0, 1.0)))  # a rate: clipped to [0, 1]
     alpha = 1.0 - level
     if np.all(rates == 0.0):
         low, high = 0.0, 1.0 - (alpha / 2.0) ** (1.0 / D)
