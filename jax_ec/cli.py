@@ -12,19 +12,19 @@ import argparse
 import shlex
 import sys
 
-from .cli_codes import add_codes_parser, run_codes
+from .cli_codes import OneLineErrorParser, _integer, add_codes_parser, run_codes
 from .config import ConfigError, load_config, smoke_config
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jax-ec", description="Election-coded SignSGD simulator (JAX).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineErrorParser(prog="jax-ec", description="Election-coded SignSGD simulator (JAX).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     run = sub.add_parser("run", help="run an experiment config (default: the paper's Amazon setting)")
     run.add_argument("config", nargs="?", default=None, help="YAML config (default: the packaged Amazon job)")
     run.add_argument("--out", default=None, help="results folder (default: the config's out_dir)")
-    run.add_argument("--trials", type=int, default=None, help="trials per scheme (overrides the config)")
+    run.add_argument("--trials", type=_integer, default=None, help="trials per scheme (overrides the config)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set optim.lr=1e-4 --set schemes.2.r=3")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")

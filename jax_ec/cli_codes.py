@@ -105,7 +105,8 @@ def add_codes_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"also search the exact minimum redundancy (n <= {MIN_SEARCH_MAX_N} only)")
     d.add_argument("--plot", default=None, help="PNG: redundancy vs n")
     e = csub.add_parser("estimate", help="Bernoulli-code statistics (Monte Carlo, reproducible from --seed)")
-    e.add_argument("what", choices=tuple(ESTIMATE_OPTIONS))
+    e.add_argument("what", metavar="quantity", choices=tuple(ESTIMATE_OPTIONS),
+                   help="what to estimate: " + ", ".join(ESTIMATE_OPTIONS))
     e.add_argument("--n", type=_integer, nargs="+", default=None, help="worker counts, k = n (default 15)")
     e.add_argument("--p", type=_real, nargs="+", default=None,
                    help="failure/load: connection probabilities (default 2/15)")

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from ._io import atomic_write_text
 from .config import metric_range, read_yaml
+from .folder import check_published
 from .results import ci_method_text, plot_curves, plot_sweeps, read_metrics_csv, summarize
 
 __all__ = ["report_markdown", "write_report"]
@@ -54,10 +55,19 @@ class _Run(NamedTuple):
 def _read_run(folder: Path, target: float | None) -> _Run:
     """A result folder's curves, run.json and config.yaml, checked; ``target`` (or the folder's)
     must lie in the metric's range."""
+    if not folder.exists():
+        raise FileNotFoundError(f"report: {str(folder)!r} does not exist; expected a folder written by `jax-ec run`")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"report: {str(folder)!r} is a file, not a folder; expected a folder written by "
+                                "`jax-ec run`")
     for name in ("metrics.csv", "run.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"report: {str(folder / name)!r} is missing; expected a folder written by "
                                     "`jax-ec run`")
+    problems = check_published(folder)
+    if problems:
+        raise ValueError(f"report: the files in {str(folder)!r} are not one run's ({'; '.join(problems)}); "
+                         "rerun the config into that folder to publish a consistent set")
     curves = read_metrics_csv(folder / "metrics.csv")
     if not curves:
         raise ValueError(f"report: {str(folder / 'metrics.csv')!r} has no rows; expected the curves of a run")

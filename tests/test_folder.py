@@ -232,3 +232,16 @@ def test_fresh_replaces_another_configs_results_once_it_publishes(finished, tmp_
     assert check_published(out) == []
     assert "seed: 2" in (out / "config.yaml").read_text()
     assert snapshot(out)["metrics.csv"] != snapshot(finished)["metrics.csv"]
+
+
+def test_report_refuses_a_folder_whose_files_are_not_one_runs(finished, tmp_path, capsys):
+    import shutil
+    copy_ = tmp_path / "copy"
+    shutil.copytree(finished, copy_, ignore=shutil.ignore_patterns(WORK_DIR))
+    assert main(["report", str(copy_), "--out", str(tmp_path / "r.md")]) == 0
+    (copy_ / "metrics.csv").write_text((copy_ / "metrics.csv").read_text().replace("bern", "other"))
+    capsys.readouterr()
+    assert main(["report", str(copy_), "--out", str(tmp_path / "r2.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.csv is not the file run.json recorded" in err[0]
+    assert not (tmp_path / "r2.md").exists()

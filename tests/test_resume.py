@@ -102,7 +102,7 @@ def reference(config_path, env, tmp_path_factory):
     return out
 
 
-def kill_at(config_path, env, out: Path, hook: str) -> None:
+def kill_at(config_path, env, out: Path, hook: str, into_empty: bool = True) -> None:
     """Start a run that pauses after its first ``hook`` call, wait for it, SIGKILL it."""
     marker = out.parent / f"{out.name}.paused"
     proc = subprocess.Popen([sys.executable, "-c", PAUSING_CLI, "run", *cli(config_path, out)],
@@ -124,7 +124,8 @@ def kill_at(config_path, env, out: Path, hook: str) -> None:
             proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "metrics.csv").exists()  # nothing final was written
+    if into_empty:
+        assert not (out / "metrics.csv").exists()  # nothing final was written
 
 
 def checkpoint_meta(path: Path) -> dict:
@@ -168,6 +169,21 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, co
         assert [r[:-1] for r in csv.reader(f)] == [r[:-1] for r in csv.reader(g)]  # wall_time_s is last
     assert not ckpt.exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("hook", ["note_config", "save_progress", "save_finished"],
+                         ids=["before_compiling", "mid_group", "between_groups"])
+def test_a_kill_leaves_a_finished_folder_byte_identical(hook, reference, config_path, env, tmp_path):
+    """A second run into a finished folder, killed before compiling, mid-group or between groups,
+    leaves the published files as they were (its checkpoints live in the hidden .jax_ec/)."""
+    import shutil
+    from jax_ec.folder import check_published
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    kill_at(config_path, env, out, hook, into_empty=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert check_published(out) == []
 
 
 def test_fresh_discards_checkpoints_and_resume_refuses_foreign_files(config_path, tmp_path, capsys):
@@ -283,22 +299,24 @@ SIGNALLING_CLI = """
 import os, signal, sys
 import jax_ec.checkpoint as ck
 ck.Checkpointer.due = lambda self, scheme, now: True
-original, sent = ck.Checkpointer.save_progress, []
+hook = os.environ.get("SIGNAL_AFTER", "save_progress")
+original, sent = getattr(ck.Checkpointer, hook), []
 def save_then_signal(self, *args, **kwargs):
     original(self, *args, **kwargs)
     if not sent:
         sent.append(1)
         for name in os.environ["SIGNALS"].split(","):
             os.kill(os.getpid(), getattr(signal, name))
-ck.Checkpointer.save_progress = save_then_signal
+setattr(ck.Checkpointer, hook, save_then_signal)
 from jax_ec.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def signalled_run(config_path, env, out: Path, signals: str) -> subprocess.CompletedProcess:
+def signalled_run(config_path, env, out: Path, signals: str, after: str = "save_progress"
+                  ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", SIGNALLING_CLI, "run", *cli(config_path, out)],
-                          env={**env, "SIGNALS": signals}, cwd=out.parent, capture_output=True, text=True,
+                          env={**env, "SIGNALS": signals, "SIGNAL_AFTER": after}, cwd=out.parent, capture_output=True, text=True,
                           timeout=WAIT_S)
 
 
@@ -319,6 +337,16 @@ def test_ctrl_c_stops_at_a_safe_point_with_one_line_and_the_same_command_resumes
     assert proc.returncode == 0, proc.stderr
     assert metrics_without_wall_time(out) == metrics_without_wall_time(reference)
     assert not (out / ".jax_ec").exists()
+
+
+def test_ctrl_c_before_compiling_stops_cleanly(config_path, env, tmp_path):
+    out = tmp_path / "early"
+    proc = signalled_run(config_path, env, out, "SIGINT", after="note_config")
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("jax-ec: interrupted; 0 of 3 schemes done (the next group "
+                                                           "had not started)")
+    assert not (out / "metrics.csv").exists()
 
 
 def test_sigterm_stops_with_143_and_a_second_signal_stops_at_once(config_path, env, tmp_path):
