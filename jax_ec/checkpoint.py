@@ -1,6 +1,7 @@
 """Checkpoints of a running experiment, so that a killed run resumes where it stopped.
 
-Layout: ``<out_dir>/checkpoints/group<i>.npz``, one file per group of schemes that run as one
+Layout: ``<out_dir>/.jax_ec/checkpoints/group<i>.npz`` (the results folder's working area,
+:mod:`jax_ec.folder`), one file per group of schemes that run as one
 compiled call (:func:`jax_ec.plan.group_schemes`), each a plain ``np.savez`` archive (no pickle)
 holding
 
@@ -39,14 +40,15 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+import yaml
 
-from ._io import save_npz_atomic
+from ._io import atomic_write_text, save_npz_atomic
 from .config import ConfigError, ExperimentConfig, config_to_dict
 
 __all__ = ["CHECKPOINT_DIR", "FORMAT_VERSION", "DEFAULT_EVERY_S", "CheckpointError", "GroupCheckpoint", "Checkpointer",
            "config_fingerprint"]
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = ".jax_ec/checkpoints"   # inside the results folder (jax_ec.folder.ResultsFolder.checkpoints)
 FORMAT_VERSION = 2
 # Seconds between two checkpoints of a running scheme. Writing after every chunk would cost a third
 # of the default Amazon job's time (10 trials × 190 MB of momenta per write); with a minute between
@@ -108,17 +110,18 @@ def _meta_array(meta: dict) -> np.ndarray:
 
 
 class Checkpointer:
-    """Reads and writes the checkpoints of one experiment under ``<out_dir>/checkpoints/``.
+    """Reads and writes the checkpoints of one experiment in the folder ``directory``
+    (a run's is ``<out_dir>/.jax_ec/checkpoints/``).
 
     ``every_s``: after an evaluation chunk the group's state is written when at least ``every_s``
     seconds passed since the group started or was last written (0: after every chunk); a group's
     end is always written.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, cfg: ExperimentConfig, every_s: float = DEFAULT_EVERY_S):
+    def __init__(self, directory: str | os.PathLike, cfg: ExperimentConfig, every_s: float = DEFAULT_EVERY_S):
         if not every_s >= 0:
             raise ValueError(f"every_s: got {every_s!r}; expected seconds >= 0")
-        self.directory = Path(out_dir) / CHECKPOINT_DIR
+        self.directory = Path(directory)
         self.fingerprint = config_fingerprint(cfg)
         self.every_s = float(every_s)
         self._last_save: dict[str, float] = {}
@@ -146,16 +149,32 @@ class Checkpointer:
                                   f"jax_ec reads format {FORMAT_VERSION}; rerun with --fresh to discard it")
         return meta, arrays
 
-    def check_config(self) -> None:
-        """Refuse checkpoints written for another config (raises :class:`CheckpointError`)."""
+    def check_config(self, config: dict | None = None) -> None:
+        """Refuse checkpoints written for another config (raises :class:`CheckpointError`);
+        ``config`` (the plain form of this run's config) lets the message name the fields that differ."""
         for path in self.existing():
             meta, _ = self._read(path)
             if meta.get("fingerprint") != self.fingerprint:
+                noted = self.directory / "config.yaml"
+                diffs = []
+                if config is not None and noted.is_file():
+                    from .folder import config_differences
+                    try:
+                        diffs = config_differences(yaml.safe_load(noted.read_text()) or {}, config)
+                    except (OSError, yaml.YAMLError):
+                        diffs = []
+                what = ("; ".join(diffs[:8]) + (f"; … ({len(diffs) - 8} more)" if len(diffs) > 8 else "")
+                        if diffs else f"fingerprint {str(meta.get('fingerprint'))[:12]}, this config "
+                        f"{self.fingerprint[:12]}")
                 raise CheckpointError(
-                    f"checkpoints: {str(self.directory)!r} holds an interrupted run of a different config "
-                    f"(fingerprint {str(meta.get('fingerprint'))[:12]}, this config {self.fingerprint[:12]}; "
-                    f"its config is {str(self.directory.parent / 'config.yaml')!r}); rerun that config to "
+                    f"checkpoints: {str(self.directory)!r} holds an interrupted run of a different config ({what}"
+                    f"{'; its config is ' + repr(str(noted)) if noted.is_file() else ''}); rerun that config to "
                     "finish it, use --fresh to discard it, or write to another --out")
+
+    def note_config(self, config: dict) -> None:
+        """Keep the running config's plain form beside the checkpoints (for the message above)."""
+        if self.writer:
+            atomic_write_text(self.directory / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def clear(self) -> None:
         """Remove every checkpoint (a fresh start, or a run whose results are all written)."""
@@ -208,9 +227,13 @@ class Checkpointer:
             "__meta__": _meta_array(self._meta(group, schemes, trial_ids, chunks_done, steps_done, True, 0))})
 
     # ------------------------------------------------------------------ reading
-    def load(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, num_chunks: int,
+    def load(self, group: str, schemes: tuple[str, ...], trial_ids: np.ndarray, eval_steps: int | np.ndarray,
              abstract_state: Callable[[], Any]) -> GroupCheckpoint | None:
         """The group's checkpoint, or ``None`` when there is none.
+
+        ``eval_steps``: the run's evaluation steps (``0, …, total``), or only their number of chunks
+        (then the step the state reached is not checked against them). A state saved between two
+        evaluations (a stop request) resumes from that step.
 
         ``abstract_state()`` returns the ``jax.eval_shape`` of the group's initial state; it is
         called only for an unfinished group and gives the pytree structure to restore into.
@@ -230,9 +253,16 @@ class Checkpointer:
                          f"not schemes {list(schemes)} trials {[int(t) for t in trial_ids]}")
         chunks = int(meta["chunks_done"])
         pairs = len(schemes) * len(trial_ids)
+        steps = None if np.ndim(eval_steps) == 0 else np.asarray(eval_steps)
+        num_chunks = int(eval_steps) if steps is None else len(steps) - 1
         if not 0 <= chunks <= num_chunks or arrays["metric"].shape != (pairs, chunks + 1):
             raise refuse(f"holds {chunks} evaluation chunks with metric shape {arrays['metric'].shape}, "
                          f"inconsistent with this run's {num_chunks} chunks of {pairs} (scheme, trial) pairs")
+        if steps is not None:
+            at, low = int(meta["steps_done"]), int(steps[chunks])
+            high = int(steps[chunks]) if chunks == num_chunks else int(steps[chunks + 1]) - 1
+            if not low <= at <= high:
+                raise refuse(f"holds the state of step {at}, outside its evaluation chunk (steps {low}..{high})")
         if meta.get("jax") != jax.__version__ or meta.get("backend") != jax.default_backend():
             warnings.warn(f"checkpoint {str(path)!r} was written with jax {meta.get('jax')} on "
                           f"{meta.get('backend')}; resuming with jax {jax.__version__} on {jax.default_backend()} "

@@ -29,6 +29,7 @@ draw used inside trainers (one code per trial key).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -60,18 +61,13 @@ def validate_allocation(G: object, n: int | None = None, k: int | None = None,
 
     Raises ``ValueError`` naming the field, the offending value and what is allowed.
     """
-    try:
-        arr = np.asarray(G)
-    except Exception as exc:  # ragged nested lists
-        raise ValueError(f"{name}: cannot be read as a matrix ({exc}); expected a 2-D 0/1 array") from None
-    if arr.dtype == object:
-        raise ValueError(f"{name}: rows have different lengths; expected a 2-D 0/1 array of shape (n, k)")
+    n = None if n is None else _checks.integer("n", n, 1)
+    k = None if k is None else _checks.integer("k", k, 1)
+    arr = np.asarray(_checks.real_array(name, G, "a 2-D 0/1 array of shape (n, k)"))
     if arr.ndim != 2:
         raise ValueError(f"{name}: has shape {arr.shape}; expected a 2-D 0/1 array of shape (n, k)")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name}: has shape {arr.shape}; expected at least one worker and one partition")
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-        raise ValueError(f"{name}: has dtype {arr.dtype}; expected 0/1 numbers")
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -85,7 +81,8 @@ def validate_allocation(G: object, n: int | None = None, k: int | None = None,
 
 def uncoded(n: int) -> np.ndarray:
     """``G = I_n``: each worker holds its own partition (SignSGD-MV, redundancy 1)."""
-    n = _checks.integer("n", n, 1)
+    n = _checks.integer("n", n, 1, hint=" (workers)")
+    _checks.matrix_size("n", n, n)
     return np.eye(n, dtype=np.int8)
 
 
@@ -128,18 +125,52 @@ def draw_code(key: jax.Array, params) -> jax.Array:
     return jnp.where(params.bernoulli, drawn, jnp.asarray(params.G, jnp.float32))
 
 
+def check_redundancy(r: object, n: int, name: str = "r") -> float:
+    """A Bernoulli code's redundancy ``r`` in ``(0, n]`` (so that ``p = r / n`` is a probability)."""
+    return _checks.number(name, r, 0, n, low_open=True, hint=f" (redundancy of n = {n} workers: p = r/n)")
+
+
+# Largest expected number of whole-matrix redraws accepted with ``nonempty_rows``.
+MAX_EXPECTED_REDRAWS = 1e6
+
+
+def min_nonempty_p(n: int, k: int) -> float:
+    """Smallest ``p`` for which a redraw-until-no-empty-row Bernoulli ``(n, k)`` code takes at most
+    :data:`MAX_EXPECTED_REDRAWS` draws on average: the expected number is ``1 / (1 − (1 − p)^k)^n``,
+    so ``p_min = 1 − (1 − M^{−1/n})^{1/k}`` with ``M`` that limit."""
+    return -math.expm1(math.log(-math.expm1(-math.log(MAX_EXPECTED_REDRAWS) / n)) / k)
+
+
+def check_nonempty_rows(n: int, k: int, p: float, name: str = "nonempty_rows") -> None:
+    """Refuse ``nonempty_rows`` at a ``p`` whose expected number of redraws exceeds the limit
+    (the draw would loop for ever in practice)."""
+    p_min = min_nonempty_p(n, k)
+    if p < p_min:
+        raise ValueError(f"{name}: with p = {p:.4g}, an (n, k) = ({n}, {k}) code has no empty row too rarely "
+                         f"(more than {MAX_EXPECTED_REDRAWS:.0e} redraws on average); expected p >= {p_min:.4g}, "
+                         "or no nonempty_rows")
+
+
 def bernoulli(seed: int, n: int, r: float, k: int | None = None,
               nonempty_rows: bool = False) -> np.ndarray:
     """A random Bernoulli code with connection probability ``p = r / n`` (``k`` defaults to ``n``).
 
     The realised redundancy ``redundancy(G)`` is random with mean ``k·p`` (= r when k = n); read it
-    off the returned matrix. Same draw as :func:`draw_bernoulli` with ``jax.random.PRNGKey(seed)``.
+    off the returned matrix. Same draw as :func:`draw_bernoulli` with ``jax.random.PRNGKey(seed)``,
+    ``seed`` in ``[0, 2^32)``. With ``nonempty_rows`` the matrix is redrawn until no row is empty,
+    ``1 / (1 − (1 − p)^k)^n`` draws on average; more than ``MAX_EXPECTED_REDRAWS`` is refused.
     """
-    n = _checks.integer("n", n, 1)
-    k = n if k is None else _checks.integer("k", k, 1)
-    if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)) or not (0 < r <= n):
-        raise ValueError(f"r: got {r!r}; expected a redundancy in (0, n] = (0, {n}]")
-    G = draw_bernoulli(jax.random.PRNGKey(int(seed)), n, k, float(r) / n, bool(nonempty_rows))
+    seed = _checks.seed("seed", seed)
+    n = _checks.integer("n", n, 1, hint=" (workers)")
+    size_name = "n" if k is None else "n, k"
+    k = n if k is None else _checks.integer("k", k, 1, hint=" (partitions)")
+    _checks.matrix_size(size_name, n, k)
+    r = check_redundancy(r, n)
+    nonempty_rows = _checks.flag("nonempty_rows", nonempty_rows)
+    p = r / n
+    if nonempty_rows:
+        check_nonempty_rows(n, k, p)
+    G = draw_bernoulli(jax.random.PRNGKey(seed), n, k, p, nonempty_rows)
     return np.asarray(G, dtype=np.int8)
 
 
@@ -166,9 +197,9 @@ def draco(n: int, b: int) -> np.ndarray:
     ``b`` Byzantine workers cannot break — with DRACO's decoder (``aggregator: repetition``), not
     with the majority of local majorities, under which this layout is not b-tolerant. Redundancy: ``Σ_g size_g² / n`` (= 2b + 1 when 2b + 1 divides n).
     """
-    n = _checks.integer("n", n, 1)
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b or 2 * b + 1 > n:
-        raise ValueError(f"b: got {b!r}; the DRACO layout needs 0 <= b and 2b + 1 <= n = {n}")
+    n = _checks.integer("n", n, 1, hint=" (workers)")
+    b = _checks.integer("b", b, 0, (n - 1) // 2, hint=f" (the DRACO layout needs 2b + 1 <= n = {n})")
+    _checks.matrix_size("n", n, n)
     groups = n // (2 * b + 1)
     sizes = [n // groups + (1 if g < n % groups else 0) for g in range(groups)]
     G = np.zeros((n, n), dtype=np.int8)
@@ -186,22 +217,60 @@ def from_matrix(G: Sequence[Sequence[int]] | np.ndarray, n: int | None = None,
 
 
 def load_code(path: str | os.PathLike, n: int | None = None, k: int | None = None) -> np.ndarray:
-    """Read an allocation matrix from a CSV (comma- or whitespace-separated 0/1 rows) or ``.npy`` file."""
+    """Read an allocation matrix from a CSV (comma- or whitespace-separated 0/1 rows, ``#`` comments)
+    or ``.npy`` file (a plain numeric array: pickled object arrays are not loaded)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path: got {path!r}; expected the path of a CSV or .npy file")
     p = Path(path)
+    where = f"code file {str(p)!r}"
+    if p.is_dir():
+        raise ValueError(f"{where}: is a folder; expected a CSV or .npy 0/1 matrix")
     if not p.is_file():
-        raise FileNotFoundError(f"code file: {str(p)!r} does not exist; expected a CSV or .npy 0/1 matrix")
-    if p.suffix == ".npy":
-        arr = np.load(p)
-    else:
-        text = p.read_text().replace(",", " ")
-        rows = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        try:
-            arr = np.array([[float(x) for x in row] for row in rows])
-        except ValueError as exc:
-            raise ValueError(f"code file {str(p)!r}: {exc}; expected rows of 0/1 numbers") from None
-        except Exception:
-            raise ValueError(f"code file {str(p)!r}: rows have different lengths") from None
-    return validate_allocation(arr, n=n, k=k, name=f"code file {str(p)!r}")
+        raise FileNotFoundError(f"{where}: does not exist; expected a CSV or .npy 0/1 matrix")
+    try:
+        if p.suffix == ".npy":
+            arr = _read_npy(p, where)
+        else:
+            arr = _read_csv(p.read_text(encoding="utf-8"), where)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: is not a text file; expected a CSV of 0/1 numbers or a .npy array") from None
+    return validate_allocation(arr, n=n, k=k, name=where)
+
+
+def _read_npy(p: Path, where: str) -> np.ndarray:
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{where}: holds a pickled object array, which is not loaded "
+                             "(allow_pickle=False); save a numeric 0/1 array instead") from None
+        raise ValueError(f"{where}: is not a valid .npy array ({exc})") from None
+    except EOFError:
+        raise ValueError(f"{where}: is empty or truncated; expected a .npy 0/1 array") from None
+
+
+def _read_csv(text: str, where: str) -> np.ndarray:
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.replace(",", " ").split()
+        for cell in cells:
+            try:
+                float(cell)
+            except ValueError:
+                raise ValueError(f"{where}, line {number}: {cell!r} is not a number; "
+                                 "expected rows of 0/1 numbers") from None
+        if rows and len(cells) != len(rows[0]):
+            raise ValueError(f"{where}, line {number}: has {len(cells)} entries but line {lines[0]} has "
+                             f"{len(rows[0])}; expected rows of equal length")
+        rows.append([float(c) for c in cells])
+        lines.append(number)
+    if not rows:
+        raise ValueError(f"{where}: holds no rows; expected a CSV of 0/1 numbers, one row per worker")
+    return np.array(rows)
 
 
 def redundancy(G: np.ndarray | jax.Array) -> float | jax.Array:

@@ -21,6 +21,7 @@ import copy
 import difflib
 import itertools
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -36,16 +37,28 @@ from .election import MAX_PARTITIONS, NOISE_MODELS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig", "MeshConfig", "RuntimeConfig",
            "ExperimentConfig", "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
-           "default_config_path", "smoke_config", "expand_sweeps", "SweptScheme", "TASKS", "CODES",
-           "PARTITIONINGS", "SWEEPABLE"]
+           "default_config_path", "read_yaml", "smoke_config", "expand_sweeps", "SweptScheme", "TASKS", "CODES",
+           "PARTITIONINGS", "SWEEPABLE", "TASK_METRICS", "METRIC_RANGES", "metric_range"]
 
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
 CODES = ("uncoded", "bernoulli", "paper_n5", "draco", "matrix")
 PARTITIONINGS = ("shards", "split")
+TASK_METRICS: dict[str, str] = {task: "test_auc" if task == "amazon" else "test_accuracy" for task in TASKS}
+"""The metric each task reports (higher is better): the test AUC of the Amazon logistic regression,
+the test accuracy of the classifiers."""
+METRIC_RANGES: dict[str, tuple[float, float]] = {"test_auc": (0.0, 1.0), "test_accuracy": (0.0, 1.0)}
+"""The values each metric can take; a metric not listed (a loss, say) is unbounded."""
+MAX_STEPS = 2 ** 31 - 1      # the device counts steps in int32
+MAX_REDRAWS = 1e6            # nonempty_rows: the most expected Bernoulli draws per trial
 # Keys that moved under runtime: (a clear error instead of "unknown key").
 _MOVED = {"fast_path": "runtime.formulation", "trial_batching": "runtime.trial_batching",
           "step_loop": "runtime.step_loop", "memory_check": "runtime.memory_check", "mesh": "runtime.mesh"}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """``(low, high)``: the values ``metric`` can take (``(-inf, inf)`` for one not in :data:`METRIC_RANGES`)."""
+    return METRIC_RANGES.get(metric, (-math.inf, math.inf))
 
 
 class ConfigError(ValueError):
@@ -54,6 +67,54 @@ class ConfigError(ValueError):
 
 def _fail(path: str, value: Any, allowed: str) -> typing.NoReturn:
     raise ConfigError(f"{path}: got {value!r}; {allowed}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading YAML: one document, every mapping key once
+
+
+class _RepeatedKey(yaml.YAMLError):
+    """A mapping that names one key twice (PyYAML would silently keep the last value)."""
+
+    def __init__(self, loc: tuple, key: Any, lines: tuple[int, int]):
+        self.loc, self.key = loc, key
+        self.lines = f"line {lines[0]}, twice" if lines[0] == lines[1] else f"lines {lines[0]} and {lines[1]}"
+        super().__init__(f"key {key!r} repeated ({self.lines})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document in which a mapping repeats a key.
+
+    A repeat is found on the composed node tree, before construction, so that the error carries
+    the key's location in the document (the mapping keys and sequence indices down to it) and the
+    lines of both occurrences. Keys brought in by a merge (``<<: *anchor``) may be overridden, as
+    YAML intends; only keys written twice in one mapping are refused.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_keys(node, (), set())
+        return super().construct_document(node)
+
+    def _check_keys(self, node: yaml.Node, loc: tuple, seen: set[int]) -> None:
+        if id(node) in seen:      # an alias to a node already checked
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_keys(item, (*loc, i), seen)
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue   # a mapping or list as a key: PyYAML's constructor refuses it
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    raise _RepeatedKey((*loc, key), key, (first_line[key], line))
+                first_line[key] = line
+                self._check_keys(value_node, (*loc, key), seen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,6 +198,16 @@ class _Section(BaseModel):
 # The schema
 
 
+IMAGE_TASKS = tuple(t for t in TASKS if t not in ("amazon", "synthetic"))
+# Fields only some tasks read: another task refuses a value other than the default.
+_TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "data_path": ("amazon",), "n_train": ("amazon",),
+    **{name: ("synthetic",) for name in ("num_samples", "num_features", "num_classes", "hidden")},
+    **{name: IMAGE_TASKS for name in ("model", "width", "data_dir", "download", "augment", "train_samples",
+                                      "test_samples")},
+}
+
+
 class TaskConfig(_Section):
     """The learning task.
 
@@ -147,7 +218,8 @@ class TaskConfig(_Section):
     ``data_dir``; ``download: true`` lets TFDS fetch them): image classification with ``model``
     (``mlp``, ``cnn``, ``resnet18``, ``resnet50``; default cnn, resnet18 for CIFAR) of ``width``;
     ``augment`` (random crop + flip; default on for CIFAR); ``train_samples``/``test_samples``
-    keep only the first samples (quick runs).
+    keep only the first samples (quick runs). A field another task reads is refused unless it keeps
+    its default (``n_train`` on the synthetic task would otherwise be silently ignored).
     """
     name: Str = "amazon"
     data_path: Str | None = None
@@ -168,20 +240,28 @@ class TaskConfig(_Section):
     def validate(self, path: str) -> None:
         if self.name not in TASKS:
             _fail(f"{path}.name", self.name, f"allowed: {', '.join(TASKS)}")
-        if self.data_path is not None and not Path(self.data_path).is_file():
+        for name, tasks in _TASK_FIELDS.items():
+            value = getattr(self, name)
+            if self.name not in tasks and value != type(self).model_fields[name].default:
+                _fail(f"{path}.{name}", value, f"applies to the {', '.join(tasks)} task{'s' if len(tasks) > 1 else ''} "
+                      f"only; the {self.name} task would ignore it (leave it out)")
+        if self.data_path is not None and (problem := _file_problem(Path(self.data_path))):
             _fail(f"{path}.data_path", self.data_path,
-                  "no such file; expected the Amazon Employee Access train.csv (plain or .gz)")
+                  f"{problem}; expected the Amazon Employee Access train.csv (plain or .gz)")
+        if self.data_dir is not None and Path(self.data_dir).exists() and not Path(self.data_dir).is_dir():
+            _fail(f"{path}.data_dir", self.data_dir, "is not a folder; expected the TFDS data folder")
         for name in ("n_train", "num_samples", "num_features"):
             if getattr(self, name) < 1:
                 _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1")
+        if self.num_samples < 4:
+            _fail(f"{path}.num_samples", self.num_samples, "the synthetic task tests on num_samples // 4 further "
+                  "samples; expected an integer >= 4")
         if self.num_classes < 2:
             _fail(f"{path}.num_classes", self.num_classes, "expected an integer >= 2")
         if any(h < 1 for h in self.hidden):
             _fail(f"{path}.hidden", self.hidden, "expected a list of integers >= 1")
         if self.model is not None and self.model not in MODELS:
             _fail(f"{path}.model", self.model, f"allowed: {', '.join(MODELS)}")
-        if self.model is not None and self.name in ("amazon", "synthetic"):
-            _fail(f"{path}.model", self.model, f"the {self.name} task has a fixed model; model applies to image tasks")
         for name in ("width", "train_samples", "test_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (or null)")
@@ -333,7 +413,14 @@ def _default_schemes() -> tuple[SchemeConfig, ...]:
 
 
 class ExperimentConfig(_Section):
-    """A whole experiment: schemes × trials on one task and one simulated cluster."""
+    """A whole experiment: schemes × trials on one task and one simulated cluster.
+
+    ``target``: the metric value a trial counts as reaching (the time-to-target statistics), in the
+    range of the metric the task reports (:data:`TASK_METRICS`, :data:`METRIC_RANGES`: a fraction,
+    not a percentage), or null. ``direction``: the sign the directional attack sends (refused
+    when no scheme runs that attack). ``steps`` (or ``epochs`` × steps per epoch) at most
+    :data:`MAX_STEPS`.
+    """
     name: Str = "amazon_paper"
     seed: Int = 0
     trials: Int = 10
@@ -371,8 +458,14 @@ class ExperimentConfig(_Section):
             self.out_dir.format(name=self.name)
         except (KeyError, IndexError, ValueError) as exc:
             _fail("out_dir", self.out_dir, f"expected a folder path whose only placeholder is {{name}} ({exc!r})")
-        if self.steps is not None and self.steps < 1:
-            _fail("steps", self.steps, "expected an integer >= 1 (or null to run `epochs` epochs)")
+        if not self.name.strip():
+            _fail("name", self.name, "expected a non-empty name (it names the results folder and the report)")
+        if not self.out_dir.format(name=self.name).strip():
+            _fail("out_dir", self.out_dir, "expected a folder path")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            _fail("steps", self.steps, f"expected an integer in [1, {MAX_STEPS}] (or null to run `epochs` epochs)")
+        if self.epochs > MAX_STEPS:
+            _fail("epochs", self.epochs, f"expected an integer in [1, {MAX_STEPS}]")
         if not 0 <= self.b < self.n:
             _fail("b", self.b, f"expected 0 <= b < n = {self.n}")
         if self.attack not in ATTACKS:
@@ -392,6 +485,14 @@ class ExperimentConfig(_Section):
         if self.partitioning not in PARTITIONINGS:
             _fail("partitioning", self.partitioning, f"allowed: {', '.join(PARTITIONINGS)}")
         self.task.validate("task")
+        if self.target is not None:
+            metric = TASK_METRICS[self.task.name]
+            low, high = metric_range(metric)
+            if not low <= self.target <= high:
+                hint = (f" (a percentage? {self.target:g}% is {self.target / 100:g})"
+                        if high == 1 and 1 < self.target <= 100 else "")
+                _fail("target", self.target, f"the {self.task.name} task reports {metric}, which lies in "
+                      f"[{low:g}, {high:g}]{hint}; expected a target in that range (or null for none)")
         self.optim.validate("optim")
         self.time.validate("time")
         self.runtime.mesh.validate("runtime.mesh")
@@ -406,6 +507,9 @@ class ExperimentConfig(_Section):
             _fail("schemes", names, "scheme names must be unique")
         for x in expanded:
             self._validate_scheme(x.scheme, x.path)
+        if self.direction != 1 and not any(self.scheme_attack(x.scheme) == "directional" for x in expanded):
+            _fail("direction", self.direction, "applies to the directional attack only, which no scheme runs "
+                  "(leave it out)")
         return self
 
     def _validate_scheme(self, s: SchemeConfig, path: str) -> None:
@@ -428,18 +532,28 @@ class ExperimentConfig(_Section):
         if s.code == "bernoulli":
             if s.r is None or not 0 < s.r <= self.n:
                 _fail(f"{path}.r", s.r, f"a bernoulli code needs a redundancy r in (0, n] = (0, {self.n}]")
+            if s.nonempty_rows:
+                self._check_redraws(s, path)
         elif s.r is not None:
             _fail(f"{path}.r", s.r, f"r applies to bernoulli codes only (code is {s.code!r})")
+        elif s.nonempty_rows:
+            _fail(f"{path}.nonempty_rows", s.nonempty_rows, f"applies to bernoulli codes only (code is {s.code!r})")
         if s.code == "paper_n5" and self.n != 5:
             _fail(f"{path}.code", s.code, f"the paper's deterministic example needs n = 5 (n is {self.n})")
         if s.code == "matrix":
             if s.matrix is None:
                 _fail(f"{path}.matrix", None, "a matrix code needs `matrix`: a nested 0/1 list or a CSV/.npy path")
+            if isinstance(s.matrix, str) and (problem := _file_problem(Path(s.matrix))):
+                _fail(f"{path}.matrix", s.matrix, f"{problem}; expected a CSV or .npy 0/1 matrix file (or a nested "
+                      "list)")
             try:
                 G = (load_code(s.matrix, n=self.n) if isinstance(s.matrix, str)
                      else validate_allocation(s.matrix, n=self.n))
             except (ValueError, FileNotFoundError) as exc:
                 raise ConfigError(f"{path}.matrix: {exc}") from None
+            if not G.any():
+                _fail(f"{path}.matrix", s.matrix, "every entry is 0: no worker holds a partition, so every vote is 0 "
+                      "and the model never moves; expected at least one 1")
             if s.k is not None and s.k != G.shape[1]:
                 _fail(f"{path}.k", s.k, f"the matrix has {G.shape[1]} columns")
         elif s.matrix is not None:
@@ -484,6 +598,22 @@ class ExperimentConfig(_Section):
             _fail("runtime.mesh.partitions", self.runtime.mesh.partitions,
                   f"must divide the k = {k} partitions of scheme {s.name!r} (allowed: "
                   f"{', '.join(str(m) for m in range(1, k + 1) if k % m == 0)})")
+
+    def _check_redraws(self, s: SchemeConfig, path: str) -> None:
+        """Refuse ``nonempty_rows`` where redrawing until no worker is empty would take too long.
+
+        Each of the n rows of a Bernoulli(p = r/n) draw over k partitions is non-empty with
+        probability ``q = 1 - (1 - p)^k``, so a draw is accepted with probability ``q^n`` and a
+        trial takes ``1 / q^n`` draws on average; more than :data:`MAX_REDRAWS` is refused.
+        """
+        k, p = self.scheme_k(s), s.r / self.n
+        q = -math.expm1(k * math.log1p(-p)) if p < 1 else 1.0
+        log10_draws = -self.n * math.log10(q) if q > 0 else math.inf
+        if log10_draws > math.log10(MAX_REDRAWS):
+            _fail(f"{path}.nonempty_rows", s.nonempty_rows,
+                  f"with p = r/n = {p:.3g} and k = {k}, a draw has no empty row with probability q^n = "
+                  f"10^-{log10_draws:.3g} (q = 1 - (1 - p)^k): about 10^{log10_draws:.3g} draws per trial, more than "
+                  f"{MAX_REDRAWS:g}; expected a larger r, or nonempty_rows: false")
 
     # Derived per-scheme values -------------------------------------------------------------
     def scheme_attack(self, s: SchemeConfig) -> str:
@@ -678,7 +808,9 @@ def config_to_dict(cfg: Any) -> Any:
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a config dict, returning a copy.
 
-    Scheme entries are addressed by index: ``schemes.2.r=3``.
+    Scheme entries are addressed by index: ``schemes.2.r=3``. A value that is not valid YAML is
+    taken as a string; one whose mapping repeats a key is refused. Overrides apply in order (a
+    later one of the same key wins, as with any repeated command-line option).
     """
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config: got {type(data).__name__}; expected a mapping of keys to values")
@@ -688,8 +820,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set: got {item!r}; expected key=value (e.g. trials=20 or optim.lr=1e-4)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            value = yaml.load(raw, Loader=_StrictLoader)
+        except _RepeatedKey as exc:
+            where = ".".join(str(part) for part in (key.strip(), *exc.loc))
+            raise ConfigError(f"--set {where}: repeated key {exc.key!r} in the value {raw!r}; each key may appear "
+                              "once") from None
+        except (yaml.YAMLError, RecursionError):
             value = raw
         parts = key.strip().split(".")
         node: Any = data
@@ -720,19 +856,62 @@ def default_config_path() -> Path:
     return Path(__file__).parent / "default.yaml"
 
 
+def _file_problem(p: Path) -> str | None:
+    """Why ``p`` cannot be read as a file (``"is a directory"``, …), or None when it can."""
+    if p.is_dir():
+        return "is a directory"
+    if not p.exists():
+        return "does not exist"
+    if not p.is_file():
+        return "is not a regular file"
+    if not os.access(p, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
+def read_yaml(path: str | Path, field: str = "config", expected: str = "a YAML file") -> Any:
+    """The YAML document in the file ``path``, every mapping key checked to appear once.
+
+    Raises one :class:`ConfigError`: ``<field>: …`` when the file cannot be read or is not valid
+    YAML, ``<dotted.path>: repeated key …`` (with both lines) when a mapping repeats a key.
+    """
+    p = Path(path)
+    problem = _file_problem(p)
+    if problem:
+        raise ConfigError(f"{field}: {str(p)!r} {problem}; expected {expected}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{field}: {str(p)!r} is not UTF-8 text; expected {expected}") from None
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {str(p)!r} ({exc.strerror or exc}); expected {expected}") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except _RepeatedKey as exc:
+        raise ConfigError(f"{_path_of(exc.loc)}: repeated key in {str(p)!r} ({exc.lines}); each key "
+                          "may appear once") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{field}: {str(p)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{field}: {str(p)!r} nests lists or mappings too deeply; expected {expected}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 trials: int | None = None) -> tuple[ExperimentConfig, dict]:
     """Load a YAML config (default: the paper's Amazon job), apply overrides, validate.
 
+    The file must hold one mapping: an empty file (or one of comments only) is refused rather than
+    read as "every default" (``{}`` says that), as is a repeated key (:func:`read_yaml`).
     Returns the config and the raw dict it came from (for recording beside the results).
     """
     p = default_config_path() if path is None else Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config: file {str(p)!r} does not exist; expected a YAML config (see configs/)")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {str(p)!r} is not valid YAML: {exc}") from None
+    data = read_yaml(p, expected="a YAML config file (see configs/)")
+    if data is None:
+        raise ConfigError(f"config: {str(p)!r} is empty (no keys: blank, comments only or null); expected a "
+                          "mapping of keys to values (write {} to run every default)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: got a {type(data).__name__} in {str(p)!r}; expected a mapping of keys to values "
+                          "(see configs/)")
     data = apply_overrides(data, list(overrides or []))
     if trials is not None:
         data["trials"] = trials

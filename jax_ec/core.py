@@ -129,7 +129,11 @@ class Train(NamedTuple):
     """The pure functions of one scheme shape (all safe under ``jax.vmap`` over (key, params)).
 
     ``init(key, params, initial=None) -> state``; ``step(state, params, data) -> state``;
-    ``run(state, params, data, num_steps) -> state`` (``num_steps`` static: ``lax.scan``);
+    ``run(state, params, data, num_steps, start=None) -> state`` (``num_steps`` steps in one loop;
+    a Python int or a traced integer, so that one compiled program advances any number of steps;
+    ``start``: the step the state is at, when every trial of a batch shares it: the loop then keys
+    its step-dependent work on an unbatched counter; the numbers do not depend on how a run is cut
+    into calls);
     ``update(state, params, data) -> (u, worker_mom, model_state, finite)`` (the master's update
     direction before the optimizer); ``evaluate(state, params, data) -> metric``;
     ``model(state, params) -> (model parameters, model state)``; ``grads_finite(state) -> bool``. ``data`` is the task's
@@ -372,8 +376,8 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         return state._replace(params=model_params, model_state=model_state, opt_state=opt_state,
                               worker_mom=mom, step=state.step + 1, grads_finite=state.grads_finite & finite)
 
-    def run(state: TrialState, params: SchemeParams, data: tuple, num_steps: int) -> TrialState:
-        return jax.lax.scan(lambda c, _: (step(c, params, data), None), state, None, length=num_steps)[0]
+    def run(state: TrialState, params: SchemeParams, data: tuple, num_steps, start=None) -> TrialState:
+        return jax.lax.fori_loop(0, num_steps, lambda i, c: step(c, params, data), state)
 
     def model(state: TrialState, params: SchemeParams):
         return state.params, state.model_state

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _checks
 from .attacks import COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
@@ -53,12 +54,36 @@ NAN_WEIGHT = 4096.0
 MAX_PARTITIONS = int(NAN_WEIGHT // 2) - 1
 
 
+def _real(name: str, value, what: str):
+    """Trace-time check of the jit-safe functions' arrays: an array of real numbers (NumPy, JAX
+    or traced), not a list, string or None."""
+    dtype = getattr(value, "dtype", None)
+    if not hasattr(value, "shape") or dtype is None or not (
+            dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise ValueError(f"{name}: got {_checks.brief(value)}; expected {what}")
+    return value
+
+
+def _check_election(G, S, byzantine=None) -> None:
+    """``G`` (n, k), ``S`` (k, ...) and ``byzantine`` (n,): arrays of matching shapes."""
+    _real("G", G, "an (n, k) allocation array")
+    if G.ndim != 2:
+        raise ValueError(f"G: has shape {G.shape}; expected (n, k)")
+    _real("S", S, f"a (k, d) array of partition signs with k = {G.shape[1]}")
+    if S.ndim < 1 or S.shape[0] != G.shape[1]:
+        raise ValueError(f"S: has shape {S.shape}; expected (k, d) with k = {G.shape[1]} (the columns of G)")
+    if byzantine is not None:
+        _real("byzantine", byzantine, f"({G.shape[0]},) booleans, one per worker")
+        if byzantine.shape != (G.shape[0],):
+            raise ValueError(f"byzantine: has shape {byzantine.shape}; expected ({G.shape[0]},), one per worker")
+
+
 def partition_signs(partition_grads: jax.Array, key: jax.Array | None = None,
                     noise_std: float | jax.Array = 0.0) -> jax.Array:
     """``S_j = sign(g_j + σ ξ_j)``; without a key (or with σ = 0) no noise is added."""
-    g = partition_grads
+    g = _real("partition_grads", partition_grads, "an array of real numbers")
     if key is not None:
-        g = g + noise_std * jax.random.normal(key, g.shape, g.dtype)
+        g = g + noise_std * jax.random.normal(_checks.prng_key("key", key), g.shape, g.dtype)
     return jnp.sign(g)
 
 
@@ -79,6 +104,7 @@ def _votes_of_counts(counts: jax.Array) -> jax.Array:
 def local_votes(G: jax.Array, S: jax.Array) -> jax.Array:
     """``C = sign(G @ S)``: each worker's majority over the signs of the partitions it holds; a
     worker holding a NaN partition sign votes 0 at that coordinate."""
+    _check_election(G, S)
     if G.shape[1] > MAX_PARTITIONS:
         raise ValueError(f"G: has {G.shape[1]} partitions; at most {MAX_PARTITIONS} are supported")
     return _votes_of_counts(_counts(G, S))
@@ -91,6 +117,7 @@ def corrupt(C: jax.Array, byzantine: jax.Array, messages: jax.Array) -> jax.Arra
 
 def global_vote(C: jax.Array) -> jax.Array:
     """``v = sign(Σ_i sign(C_i))`` with NaN messages read as 0 (a tie gives 0)."""
+    _real("C", C, "an (n, ...) array of messages")
     messages = jnp.sign(jnp.where(jnp.isnan(C), 0.0, C))
     return jnp.sign(jnp.ones((C.shape[0],), C.dtype) @ messages)
 
@@ -134,6 +161,7 @@ def election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
     materialized. The default (``None``) is the matmul form. Both forms sum small integers:
     identical votes (tested).
     """
+    _check_election(G, S, byzantine)
     n, k = G.shape
     if fused is True and reduce is None and S.ndim == 2 and fused_applies(n, k, attack):
         return fused_election(G, S, byzantine, attack, direction)
@@ -318,40 +346,45 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
       partition_grads: (k, d) gradients of the k partitions.
       byzantine: (n,) booleans, True for Byzantine workers.
       attack: one of ``none, reverse, directional, random, random_per_partition, omniscient``.
-      key: PRNG key; required by the random attacks and by ``noise_std > 0``.
+      key: PRNG key, or an integer seed in ``[0, 2^32)`` read as ``PRNGKey(seed)``; required by the
+        random attacks and by ``noise_std > 0``.
       noise_std: σ of the Gaussian noise added before the sign (a standard deviation: the official
         ``--variance 1e-4`` is σ = 1e-4, i.e. σ² = 1e-8).
-      direction: +1 or −1, the constant message of the directional attack.
+      direction: the integer +1 or −1, the constant message of the directional attack.
       noise_model: ``per_copy`` (default: each worker draws its own noise for each partition it
         holds, :func:`per_copy_election`) or ``per_partition`` (one draw per partition, shared by
         every worker holding it).
     """
-    check_attack(attack)
-    if noise_model not in NOISE_MODELS:
-        raise ValueError(f"noise_model: got {noise_model!r}; allowed: {', '.join(NOISE_MODELS)}")
+    attack = check_attack(attack)
+    noise_model = _checks.one_of("noise_model", noise_model, NOISE_MODELS, what="noise model")
+    direction = _checks.sign("direction", direction)
+    noise_std = _checks.number("noise_std", noise_std, 0)
     if not isinstance(G, jax.core.Tracer):
         from .codes import validate_allocation
         G = validate_allocation(G)
     G = jnp.asarray(G, jnp.float32)
-    grads = jnp.asarray(partition_grads, jnp.float32)
-    byz = jnp.asarray(byzantine)
-    if grads.ndim != 2 or grads.shape[0] != G.shape[1]:
-        raise ValueError(f"partition_grads: has shape {grads.shape}; expected (k, d) with k = {G.shape[1]} "
+    n, k = G.shape
+    grads = _checks.real_array("partition_grads", partition_grads,
+                               f"a (k, d) array of real numbers with k = {k} (the number of columns of G)")
+    if grads.ndim != 2 or grads.shape[0] != k:
+        raise ValueError(f"partition_grads: has shape {grads.shape}; expected (k, d) with k = {k} "
                          "(the number of columns of G)")
-    if byz.shape != (G.shape[0],):
-        raise ValueError(f"byzantine: has shape {byz.shape}; expected ({G.shape[0]},) booleans, one per worker")
-    if byz.dtype != jnp.bool_:
+    grads = jnp.asarray(grads, jnp.float32)
+    byz = _checks.real_array("byzantine", byzantine, f"({n},) booleans, one per worker")
+    if byz.shape != (n,):
+        raise ValueError(f"byzantine: has shape {byz.shape}; expected ({n},) booleans, one per worker")
+    if byz.dtype != np.bool_:
         if not isinstance(byz, jax.core.Tracer) and not np.isin(np.asarray(byz), (0, 1)).all():
-            raise ValueError("byzantine: expected booleans (or 0/1), one per worker")
-        byz = byz.astype(jnp.bool_)
-    if isinstance(direction, bool) or direction not in (1, -1):
-        raise ValueError(f"direction: got {direction!r}; allowed: 1, -1")
-    if not (np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std: got {noise_std!r}; expected a finite value >= 0")
+            raise ValueError(f"byzantine: got {_checks.brief(np.asarray(byz).tolist())}; expected ({n},) booleans "
+                             "(or 0/1), one per worker")
+    byz = jnp.asarray(byz).astype(jnp.bool_)
     use_noise = noise_std > 0
     if key is None:
         if attack in RANDOM_ATTACKS or use_noise:
-            raise ValueError(f"key: attack={attack!r} with noise_std={noise_std} needs a PRNG key")
+            raise ValueError(f"key: attack={attack!r} with noise_std={noise_std} needs a PRNG key "
+                             "(jax.random.PRNGKey(seed)) or an integer seed")
         key = jax.random.PRNGKey(0)  # unused: no random operation consumes it
+    else:
+        key = _checks.prng_key("key", key)
     return _elect(G, grads, byz, attack, key, jnp.float32(noise_std), jnp.float32(direction),
                   noise_model if use_noise else "none")

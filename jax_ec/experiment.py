@@ -25,6 +25,7 @@ removed once every result file is written. After each chunk the run stops with a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
@@ -40,13 +41,15 @@ import numpy as np
 import yaml
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from . import interrupt
 from ._io import atomic_write_text, git_revision, run_metadata, write_json
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
+from .folder import ResultsFolder, check_output_dir
 from .core import init_key
 from .models.layers import conv_rule
 from .plan import Group, Scheme, group_schemes, iteration_time, make_schemes, stack_params
-from .results import (SchemeCurves, format_summary_table, plot_curves, plot_sweeps, summarize,
+from .results import (CI_METHOD, SchemeCurves, ci_method_text, format_summary_table, plot_curves, plot_sweeps, summarize,
                       write_metrics_csv, write_summary_csv)
 from .runtime import Runtime, check_memory, choose, lower_bound_bytes, make_train
 from .sharding import (TRIALS_AXIS, make_mesh, mesh_shape, named_shardings, pad_trials, padded_size, sharded_trials,
@@ -97,18 +100,19 @@ def _compiled_task_functions(task: Task, mode: str = "vmap") -> tuple[Callable, 
 
 
 def batch_pairs(run: Callable, mode: str) -> Callable:
-    """``run(state, params, data, num_steps)`` over a leading (scheme, trial) pairs axis of the state
-    and the params: ``jax.vmap`` or ``lax.map``.
+    """``run(state, params, data, num_steps, start)`` over a leading (scheme, trial) pairs axis of the
+    state and the params: ``jax.vmap`` or ``lax.map`` (``num_steps`` and ``start`` shared).
 
     ``map`` runs the pairs one after another inside one compiled call; it is faster where vmapped
     gathers and scatters are slow (the touched-coordinates formulation on the CPU). Both give every
     pair the numbers it gets alone, bit for bit (tested; docs/reproducibility.md says what it took).
     """
     if mode == "vmap":
-        return jax.vmap(run, in_axes=(0, 0, None, None))
+        return lambda states, params, data, num_steps, start=None: jax.vmap(
+            lambda s, p: run(s, p, data, num_steps, start))(states, params)
     if mode == "map":
-        return lambda states, params, data, num_steps: jax.lax.map(
-            lambda sp: run(sp[0], sp[1], data, num_steps), (states, params))
+        return lambda states, params, data, num_steps, start=None: jax.lax.map(
+            lambda sp: run(sp[0], sp[1], data, num_steps, start), (states, params))
     raise ValueError(f"trial_batching: unknown mode {mode!r}; allowed: vmap, map")
 
 
@@ -180,6 +184,14 @@ def _check_finite(names: list[str], ids: np.ndarray, metric: np.ndarray, finite:
         raise DivergenceError(first, [int(t) for t in ids[mine]], last_step, step, what, checkpoint, checkpoint_step)
 
 
+def _agreed_int(value: int) -> int:
+    """Process 0's value in a multi-process run."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return int(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int64)))
+
+
 def _agreed(decision: bool) -> bool:
     """Process 0's decision in a multi-process run (every process must take the same collective steps)."""
     if jax.process_count() == 1:
@@ -188,13 +200,30 @@ def _agreed(decision: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(decision)))
 
 
-def _python_loop(one_step: Callable) -> Callable:
-    """``run(state, params, data, num_steps)`` as ``num_steps`` calls of a compiled one-step function."""
-    def run(state, params, data, num_steps):
-        for _ in range(num_steps):
-            state = one_step(state, params, data)
-        return state
-    return run
+# Seconds of computation between two safe points of the training loop: a stop request (Ctrl-C,
+# SIGTERM) waits about this long at most, and at most these steps are lost when the process is
+# killed outright between two checkpoints' worth of calls.
+SAFE_POINT_S = 2.0
+
+
+class _Pacer:
+    """Steps per call: as many as take about :data:`SAFE_POINT_S`, from the last call's rate (the
+    first call, which compiles, runs one step). ``fixed``: always that many. In a multi-process run
+    process 0's choice is used by all."""
+
+    def __init__(self, fixed: int | None = None):
+        self.fixed, self.rate, self.calls = fixed, None, 0
+
+    def next(self, remaining: int) -> int:
+        if self.fixed is not None:
+            return min(self.fixed, remaining)
+        m = 1 if self.rate is None else max(1, int(SAFE_POINT_S / max(self.rate, 1e-9)))
+        return int(_agreed_int(min(m, remaining)))
+
+    def record(self, steps: int, seconds: float) -> None:
+        self.calls += 1
+        if self.calls > 1:          # the first call's time is mostly compilation
+            self.rate = seconds / steps
 
 
 def prepare_group(cfg: ExperimentConfig, index: int, group: Group, task: Task, num_trials: int | None = None
@@ -247,7 +276,7 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
     def initial_state(k, p):
         return init(k, p, task_init(jax.vmap(init_key)(k)))
 
-    saved = (checkpointer.load(name, group.names, ids, num_chunks, lambda: jax.eval_shape(initial_state, keys, params))
+    saved = (checkpointer.load(name, group.names, ids, steps, lambda: jax.eval_shape(initial_state, keys, params))
              if checkpointer is not None else None)
     if saved is not None and saved.finished:
         if progress is not None:
@@ -256,20 +285,23 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
                             int(steps[saved.chunks_done]))
 
     mesh = make_mesh(call.mesh)
-    step_fn = train.run if step_loop == "scan" else (lambda s, p, d, n: train.step(s, p, d))
-    batched_run = batch_pairs(step_fn, mode)
+    batched_run = batch_pairs(train.run, mode)
     model_of = jax.jit(jax.vmap(lambda s, p: (*train.model(s, p), train.grads_finite(s))))
+    # One compiled program advances any number of steps (a traced count); the python step loop
+    # compiles one step without a loop around it (XLA:CPU runs convolution gradients slowly in loops).
+    one_call = step_loop == "python"
     with conv_rule(runtime.conv_rule):
         if mesh is None:
             data = tuple(jnp.asarray(a) for a in data)
-            run = jax.jit(batched_run, static_argnums=3, donate_argnums=0)
+            if one_call:
+                run = jax.jit(lambda s, p, d, n, t: batched_run(s, p, d, 1, t), donate_argnums=0)
+            else:
+                run = jax.jit(batched_run, donate_argnums=0)
             evaluate_model, first_state = task_evaluate, initial_state
             host = np.asarray
 
             def restore(saved_state):
                 return saved_state
-            if step_loop == "python":
-                run = _python_loop(jax.jit(lambda s, p, d: batched_run(s, p, d, 1), donate_argnums=0))
         else:
             # Each device runs its block of pairs (and, under partition sharding, its block of partitions).
             padded = padded_size(call.pairs, mesh)
@@ -281,12 +313,13 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
             data = jax.device_put(tuple(jnp.asarray(a) for a in data), NamedSharding(mesh, P()))
             data_specs = tuple(P() for _ in data)
             param_specs = jax.tree.map(lambda _: P(TRIALS_AXIS), params)
-            run = jax.jit(lambda s, p, d, n: sharded_trials(lambda s_, p_, d_: batched_run(s_, p_, d_, n), mesh,
-                                                            (specs, param_specs, data_specs), specs)(s, p, d),
-                          static_argnums=3, donate_argnums=0)
-            if step_loop == "python":
-                run = _python_loop(jax.jit(sharded_trials(lambda s_, p_, d_: batched_run(s_, p_, d_, 1), mesh,
-                                                          (specs, param_specs, data_specs), specs), donate_argnums=0))
+            if one_call:
+                body = sharded_trials(lambda s_, p_, d_, t_: batched_run(s_, p_, d_, 1, t_), mesh,
+                                      (specs, param_specs, data_specs, P()), specs)
+                run = jax.jit(lambda s, p, d, n, t: body(s, p, d, t), donate_argnums=0)
+            else:
+                run = jax.jit(sharded_trials(batched_run, mesh, (specs, param_specs, data_specs, P(), P()), specs),
+                              donate_argnums=0)
             evaluate_model = jax.jit(sharded_trials(task_evaluate, mesh,
                                                     (P(TRIALS_AXIS), P(TRIALS_AXIS), P(), P()), P(TRIALS_AXIS)))
             model_of = jax.jit(sharded_trials(jax.vmap(lambda s, p: (*train.model(s, p), train.grads_finite(s))),
@@ -303,26 +336,51 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
             metric = evaluate_model(model_params, model_state, data[2], data[3])
             return host(metric), (host(_all_finite((model_params, model_state))), host(grads_ok))
 
+        def save(state, at: int, chunks_done: int) -> None:
+            checkpointer.save_progress(name, group.names, ids, state if mesh is None else jax.tree.map(host, state),
+                                       np.stack(metrics, axis=1), np.array(walls), chunks_done, at,
+                                       time.perf_counter())
+
+        def stop_message(at: int | None) -> str:
+            where = (f"group {call.index} ({', '.join(group.names[:3])}{', …' if num_schemes > 3 else ''}) saved at "
+                     f"step {at} of {int(steps[-1])}" if at is not None else "no progress of the running group saved")
+            return where
+
+        interrupt.check(stop_message(None))   # a request that came during the set-up: nothing to save yet
         if saved is None:
             start = time.perf_counter()
             state = first_state(keys, params)
             first, finite = evaluate(state)
-            metrics, walls, done = [first], [time.perf_counter() - start], 0
+            metrics, walls, done, at = [first], [time.perf_counter() - start], 0, 0
             _check_finite(pair_names, pair_ids, first, finite, first, 0, 0, None)
             resumed_from = None
         else:  # continue the wall clock where the checkpoint left it
             start = time.perf_counter() - float(saved.wall[-1])
-            state, done = restore(saved.state), saved.chunks_done
+            state, done, at = restore(saved.state), saved.chunks_done, saved.steps_done
             metrics, walls = list(saved.metric.T), list(saved.wall)
             first = metrics[0]
-            resumed_from = int(steps[done])
-            if progress is not None and steps[done] > 0:
-                progress(int(steps[done]) * num_schemes)
+            resumed_from = at
+            if progress is not None and at > 0:
+                progress(at * num_schemes)
         if checkpointer is not None:
             checkpointer.start(name, time.perf_counter())
+        pace = _Pacer(1 if one_call else None)
         for c in range(done, num_chunks):
             a, b = int(steps[c]), int(steps[c + 1])
-            state = run(state, params, data, b - a)
+            while at < b:
+                # A call of m steps; between two calls the state is consistent: a safe point.
+                m = pace.next(b - at)
+                tick = time.perf_counter()
+                state = run(state, params, data, np.int32(m), np.int32(at))
+                jax.block_until_ready(state)
+                pace.record(m, time.perf_counter() - tick)
+                at += m
+                if progress is not None:
+                    progress(m * num_schemes)
+                if at < b and _agreed(interrupt.requested() is not None):
+                    if checkpointer is not None:
+                        save(state, at, c)
+                    interrupt.check(stop_message(at if checkpointer is not None else None))
             metric, finite = evaluate(state)
             saved_step = checkpointer.saved_step(name) if checkpointer is not None else None
             _check_finite(pair_names, pair_ids, metric, finite, first, a, b,
@@ -330,11 +388,11 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
             metrics.append(metric)
             walls.append(time.perf_counter() - start)
             now = time.perf_counter()
-            if checkpointer is not None and c + 1 < num_chunks and _agreed(checkpointer.due(name, now)):
-                checkpointer.save_progress(name, group.names, ids, state if mesh is None else jax.tree.map(host, state),
-                                           np.stack(metrics, axis=1), np.array(walls), c + 1, b, now)
-            if progress is not None:
-                progress((b - a) * num_schemes)
+            stopping = _agreed(interrupt.requested() is not None)
+            if checkpointer is not None and c + 1 < num_chunks and (stopping or _agreed(checkpointer.due(name, now))):
+                save(state, b, c + 1)
+            if stopping and c + 1 < num_chunks:
+                interrupt.check(stop_message(b if checkpointer is not None else None))
         G, byzantine = host(state.G), host(state.byzantine)
     metric = np.stack(metrics, axis=1)
     if checkpointer is not None:
@@ -424,70 +482,101 @@ def _scheme_record(r: SchemeRun) -> dict[str, Any]:
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, progress_bar: bool = True,
-                   task: Task | None = None, *, resume: bool = False,
-                   checkpoint_every_s: float | None = DEFAULT_EVERY_S, command: str | None = None) -> ExperimentResult:
-    """Run every scheme of ``cfg`` (one compiled call per group) and write the results folder.
+                   task: Task | None = None, *, resume: bool = False, fresh: bool = False, wait: bool = False,
+                   checkpoint_every_s: float | None = DEFAULT_EVERY_S, command: str | None = None,
+                   handle_signals: bool = True) -> ExperimentResult:
+    """Run every scheme of ``cfg`` (one compiled call per group) and publish the results folder.
 
-    ``resume``: continue from the checkpoints in ``<out>/checkpoints/`` (finished groups are not
-    rerun; an interrupted one continues from its last chunk); a checkpoint of another config raises
-    :class:`jax_ec.checkpoint.CheckpointError` before anything compiles. Without checkpoints it
-    starts from scratch. ``resume=False`` discards existing checkpoints. ``checkpoint_every_s``: a
-    running group's state is written after an evaluation chunk once this many seconds passed since
-    its start or its last checkpoint (0: after every chunk; ``None``: no checkpoints); every
-    finished group's curves are written. The checkpoints are removed once every result file is
-    written. ``command``: the command line recorded in ``run.json`` (default: ``sys.argv``).
+    The folder is a transaction (:mod:`jax_ec.folder`): nothing in it changes until every result
+    file is written, then they appear together; a folder in use by another run raises
+    :class:`jax_ec.folder.FolderBusyError` (``wait=True``: wait for it); a folder holding another
+    config's results raises :class:`jax_ec.folder.FolderError` naming the fields that differ,
+    unless ``fresh=True`` (start from step 0 and replace them once this run publishes).
+
+    ``resume``: continue from the checkpoints in ``<out>/.jax_ec/checkpoints/`` (finished groups
+    are not rerun; an interrupted one continues from the step it was saved at); a checkpoint of
+    another config raises :class:`jax_ec.checkpoint.CheckpointError` before anything compiles.
+    ``resume=False`` discards existing checkpoints. ``checkpoint_every_s``: a running group's state
+    is written after an evaluation once this many seconds passed since its start or its last
+    checkpoint (0: after every evaluation; ``None``: no checkpoints); every finished group's curves
+    are written. ``command``: the command line recorded in ``run.json`` (default: ``sys.argv``).
+    ``handle_signals``: from the main thread, Ctrl-C and ``SIGTERM`` stop the run at the next safe
+    point, save the running group's state and raise :class:`jax_ec.interrupt.Interrupted`
+    (:mod:`jax_ec.interrupt`).
     """
     out = Path(out_dir) if out_dir is not None else cfg.output_dir()
-    checkpointer = Checkpointer(out, cfg, checkpoint_every_s) if checkpoint_every_s is not None else None
-    if checkpointer is not None and resume:
-        checkpointer.check_config()   # before anything is written or compiled
-    mesh_shape(cfg.runtime.mesh)   # enough devices for the mesh? (one clear error before anything compiles)
     writer = jax.process_index() == 0   # in a multi-process run only process 0 writes files
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    task = task if task is not None else make_task(cfg.task, cfg.seed)
-    groups = group_schemes(make_schemes(cfg, task.num_train))   # data-size errors before compiling
-    calls = [prepare_group(cfg, i, g, task) for i, g in enumerate(groups)]
-    for call in calls:
-        if call.runtime.memory_check:
-            check_group_memory(cfg, call, task.data())   # a run far too large for the device: one clear error
-    if checkpointer is not None and not resume:
-        checkpointer.clear()
-    total = sum(g.total_steps * len(g.schemes) for g in groups)
-    bar = None
-    if progress_bar:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, unit="step", desc=cfg.name, dynamic_ncols=True)
-    runs: list[SchemeRun] = []
-    try:
+        check_output_dir(out)           # before anything is read, compiled or locked
+    mesh_shape(cfg.runtime.mesh)        # enough devices for the mesh? (one clear error before anything compiles)
+    signals = interrupt.stop_requests() if handle_signals else contextlib.nullcontext()
+    with ResultsFolder(out, wait=wait, writer=writer) as folder, signals:
+        fingerprint = config_fingerprint(cfg)
+        if writer and not fresh:
+            folder.refuse_other_config(config_to_dict(cfg), fingerprint)
+        checkpointer = (Checkpointer(folder.checkpoints, cfg, checkpoint_every_s)
+                        if checkpoint_every_s is not None else None)
+        if checkpointer is not None and resume and not fresh:
+            checkpointer.check_config(config_to_dict(cfg))   # before anything is compiled
+        task = task if task is not None else make_task(cfg.task, cfg.seed)
+        groups = group_schemes(make_schemes(cfg, task.num_train))   # data-size errors before compiling
+        calls = [prepare_group(cfg, i, g, task) for i, g in enumerate(groups)]
         for call in calls:
+            if call.runtime.memory_check:
+                check_group_memory(cfg, call, task.data())   # a run far too large for the device: one clear error
+        if checkpointer is not None and (fresh or not resume):
+            checkpointer.clear()
+        if checkpointer is not None:
+            checkpointer.note_config(config_to_dict(cfg))
+        total = sum(g.total_steps * len(g.schemes) for g in groups)
+        bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, unit="step", desc=cfg.name, dynamic_ncols=True)
+        runs: list[SchemeRun] = []
+        try:
+            for call in calls:
+                interrupt.check(_stopped(runs, cfg, "the next group had not started"))
+                if bar is not None:
+                    bar.set_postfix_str(", ".join(call.group.names[:2]) + (", …" if len(call.group.schemes) > 2 else ""))
+                try:
+                    runs.extend(run_group(cfg, call, task.data(), bar.update if bar is not None else None,
+                                          checkpointer=checkpointer))
+                except interrupt.Interrupted as stop:
+                    raise interrupt.Interrupted(stop.signum, _stopped(runs, cfg, stop.message)) from None
+        finally:
             if bar is not None:
-                bar.set_postfix_str(", ".join(call.group.names[:2]) + (", …" if len(call.group.schemes) > 2 else ""))
-            runs.extend(run_group(cfg, call, task.data(), bar.update if bar is not None else None,
-                                  checkpointer=checkpointer))
-    finally:
-        if bar is not None:
-            bar.close()
-    order = {s.name: i for i, s in enumerate(cfg.expanded_schemes())}
-    runs.sort(key=lambda r: order[r.curves.scheme])
-    curves = [r.curves for r in runs]
-    summary = summarize(curves, cfg.target)
-    if not writer:
-        return ExperimentResult(out, summary, runs)
-    write_metrics_csv(out / "metrics.csv", curves)
-    write_summary_csv(out / "summary.csv", summary)
-    atomic_write_text(out / "summary.txt", format_summary_table(summary) + "\n")
-    plot_curves(out / "curves.png", curves,
-                title=f"{cfg.name}: n={cfg.n}, b={cfg.b}, attack={cfg.attack}, {cfg.trials} trials")
-    plot_sweeps(out, summary, {r.curves.scheme: (r.scheme.parent, r.scheme.point) for r in runs}, title=cfg.name)
-    write_json(out / "run.json", {
-        "name": cfg.name, "seed": cfg.seed, "trials": cfg.trials, "metadata": run_metadata(),
-        "reproducibility": rerun_info(cfg, out, command),
-        "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs,
-                    "mesh": {"trials": c.mesh[0], "partitions": c.mesh[1]}} for c in calls],
-        "schemes": {r.curves.scheme: _scheme_record(r) for r in runs},
-    })
-    if checkpointer is not None:
-        checkpointer.clear()
+                bar.close()
+        order = {s.name: i for i, s in enumerate(cfg.expanded_schemes())}
+        runs.sort(key=lambda r: order[r.curves.scheme])
+        curves = [r.curves for r in runs]
+        summary = summarize(curves, cfg.target)
+        if not writer:
+            return ExperimentResult(out, summary, runs)
+        stage = folder.stage()
+        atomic_write_text(stage / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        write_metrics_csv(stage / "metrics.csv", curves)
+        write_summary_csv(stage / "summary.csv", summary)
+        atomic_write_text(stage / "summary.txt", format_summary_table(summary) + "\n")
+        plot_curves(stage / "curves.png", curves,
+                    title=f"{cfg.name}: n={cfg.n}, b={cfg.b}, attack={cfg.attack}, {cfg.trials} trials")
+        plot_sweeps(stage, summary, {r.curves.scheme: (r.scheme.parent, r.scheme.point) for r in runs}, title=cfg.name)
+        write_json(stage / "run.json", {
+            "name": cfg.name, "seed": cfg.seed, "trials": cfg.trials, "metadata": run_metadata(),
+            "ci_method": CI_METHOD, "ci_note": ci_method_text([task.metric_name]),
+            "reproducibility": rerun_info(cfg, out, command),
+            "groups": [{"schemes": list(c.group.names), "runtime": c.runtime.record(), "pairs": c.pairs,
+                        "mesh": {"trials": c.mesh[0], "partitions": c.mesh[1]}} for c in calls],
+            "schemes": {r.curves.scheme: _scheme_record(r) for r in runs},
+        })
+        folder.publish()
+        if checkpointer is not None:
+            checkpointer.clear()
     return ExperimentResult(out, summary, runs)
+
+
+def _stopped(runs: list[SchemeRun], cfg: ExperimentConfig, where: str) -> str:
+    """The one line a stopped run reports: what finished, what was saved, how to resume."""
+    total = len(cfg.expanded_schemes())
+    return (f"interrupted; {len(runs)} of {total} schemes done ({where}); "
+            "resume with the same command (finished schemes are not rerun)")

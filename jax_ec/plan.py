@@ -21,16 +21,21 @@ import numpy as np
 
 from .aggregators import BITS_PER_COORDINATE, repetition_groups, repetition_weights
 from .codes import draco, load_code, paper_code_n5, uncoded, validate_allocation
-from .config import ConfigError, ExperimentConfig, SchemeConfig, expand_sweeps
+from .config import MAX_STEPS, ConfigError, ExperimentConfig, SchemeConfig, expand_sweeps
 from .core import SchemeParams, SchemeStatic, steps_per_epoch
 from .schedule import schedule_arrays
 
 __all__ = ["Scheme", "Group", "make_schemes", "group_schemes", "stack_params", "iteration_time", "eval_schedule",
-           "ToleranceWarning"]
+           "ToleranceWarning", "UnusedDataWarning"]
 
 
 class ToleranceWarning(UserWarning):
     """A deterministic code is asked to face more Byzantine workers than it perfectly tolerates."""
+
+
+class UnusedDataWarning(UserWarning):
+    """A code leaves data unused: a partition no worker holds, or (a Bernoulli code) a likely
+    all-zero draw, under which a trial never moves."""
 
 
 class Scheme(NamedTuple):
@@ -95,6 +100,35 @@ def _warn_if_not_tolerant(scheme: str, G: np.ndarray, b: int) -> None:
             ToleranceWarning, stacklevel=4)
 
 
+UNUSED_DRAW_WARNING = 0.01   # warn when a Bernoulli trial is all zero with at least this probability
+
+
+def _warn_if_data_unused(cfg: ExperimentConfig, s: SchemeConfig, G: np.ndarray | None, k: int) -> None:
+    """Warn when a scheme leaves data unused (an all-zero fixed matrix is refused by the config).
+
+    A fixed matrix with a zero column j: partition j's samples are drawn at every step and never
+    reach the vote, so the scheme trains on the other partitions only. It is a warning, not an
+    error, since a Bernoulli code does the same at random (a partition is held by no worker with
+    probability ``(1 - r/n)^n ≈ e^{-r}``). A Bernoulli code without ``nonempty_rows``: the whole
+    draw is zero, and the trial never moves, with probability ``(1 - r/n)^{n k}``; warned from
+    :data:`UNUSED_DRAW_WARNING` up.
+    """
+    if G is not None:
+        unheld = np.flatnonzero(G.sum(axis=0) == 0)
+        if unheld.size:
+            warnings.warn(
+                f"schemes[{s.name!r}]: no worker holds partitions {unheld.tolist()} (of k = {k}): their samples, "
+                f"{unheld.size} of every {k} in a minibatch, never reach the vote. The run goes on.",
+                UnusedDataWarning, stacklevel=4)
+    elif s.code == "bernoulli" and not s.nonempty_rows:
+        zero = (1.0 - s.r / cfg.n) ** (cfg.n * k)
+        if zero >= UNUSED_DRAW_WARNING:
+            warnings.warn(
+                f"schemes[{s.name!r}]: with p = r/n = {s.r / cfg.n:.3g}, a trial's n × k = {cfg.n} × {k} allocation is "
+                f"all zero with probability (1 - p)^(n k) = {zero:.2g}; such a trial elects nothing and never moves "
+                "(nonempty_rows: true redraws empty workers). The run goes on.", UnusedDataWarning, stacklevel=4)
+
+
 def _fixed_matrix(cfg: ExperimentConfig, s: SchemeConfig) -> np.ndarray | None:
     if s.code == "matrix":
         return (load_code(s.matrix, n=cfg.n) if isinstance(s.matrix, str) else validate_allocation(s.matrix, n=cfg.n))
@@ -120,8 +154,15 @@ def _resolve(cfg: ExperimentConfig, s: SchemeConfig, parent: str, point: tuple, 
         raise ConfigError(f"{what}; larger than the {num_train} training samples")
     spe = max(1, steps_per_epoch(cfg.partitioning, num_train, batch, k))
     total = cfg.steps if cfg.steps is not None else cfg.epochs * spe
+    if total > MAX_STEPS:
+        raise ConfigError(f"epochs: got {cfg.epochs}; {cfg.epochs} epochs of {spe} steps (scheme {s.name!r}) are "
+                          f"{total} steps, more than the {MAX_STEPS} a run can count")
+    if cfg.eval_every_epochs is not None and cfg.eval_every_epochs * spe < 1:
+        raise ConfigError(f"eval_every_epochs: got {cfg.eval_every_epochs!r}; shorter than one step of scheme "
+                          f"{s.name!r} ({spe} steps per epoch); expected at least 1/{spe} = {1 / spe:.3g} epochs")
     b, attack = cfg.scheme_b(s), cfg.scheme_attack(s)
     matrix = _fixed_matrix(cfg, s)
+    _warn_if_data_unused(cfg, s, matrix, k)
     if matrix is not None and s.code != "uncoded" and b > 0 and s.aggregator == "vote":
         _warn_if_not_tolerant(s.name, matrix, b)
     noise_std = cfg.noise_std if s.noise_std is None else s.noise_std

@@ -3,14 +3,12 @@
 An experiment runs several *schemes* (e.g. ``"no_attack"``, ``"signsgd_mv"``,
 ``"bernoulli_r2"``), each for ``T`` independent trials evaluated at the same
 ``E`` evaluation steps.  :class:`SchemeCurves` holds one scheme's results; the
-functions here turn them into summary statistics (Student-t confidence
-intervals over trials, time-to-target), tidy CSV files, plots, and JSON run
-metadata.
+functions here turn them into summary statistics (confidence intervals over
+trials, :data:`CI_METHOD`; time-to-target), tidy CSV files, plots, and tables.
 
 Every file is written atomically (temporary file in the destination directory,
 then :func:`os.replace`), so an interrupted run never leaves a half-written
-file behind.  This module is pure NumPy/SciPy/Matplotlib; JAX is only imported
-lazily by :func:`run_metadata`.
+file behind.
 """
 
 from __future__ import annotations
@@ -29,9 +27,16 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ._io import atomic_write_bytes, atomic_write_text
+from .config import metric_range
 
 CI_LEVEL = 0.95
 """Confidence level used by :func:`summarize` and :func:`plot_curves`."""
+
+CI_METHOD = "student_t_clipped"
+"""How :func:`summarize` and :func:`plot_curves` make every interval: the Student-t interval of the
+mean over trials (:func:`mean_ci`), intersected with the range the quantity can take (the metric's
+range, :func:`jax_ec.config.metric_range`; for steps, epochs and simulated time to the target, the
+span of the run's evaluations)."""
 
 METRICS_COLUMNS = ("scheme", "trial", "step", "epoch", "sim_time", "wall_time", "metric_name", "metric")
 """Header of the tidy metrics CSV, one row per (scheme, trial, eval point)."""
@@ -60,8 +65,13 @@ SUMMARY_COLUMNS = (
     "simtime_to_target_ci_high",
     "final_sim_time_mean",
     "wall_time_s",
+    "ci_method",
+    "ci_clipped",
 )
 """Columns of each row returned by :func:`summarize`, in order."""
+
+_INTERVALS = ("final", "steps_to_target", "epochs_to_target", "simtime_to_target")
+# The intervals of a summary row, by column prefix.
 
 
 
@@ -134,7 +144,7 @@ class SchemeCurves:
 
 
 def mean_ci(
-    x: np.ndarray, axis: int = 0, level: float = 0.95
+    x: np.ndarray, axis: int = 0, level: float = 0.95, bounds: tuple[float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and two-sided Student-t confidence interval of the mean along ``axis``.
 
@@ -148,6 +158,16 @@ def mean_ci(
     degrees of freedom.  With a single sample the interval is undefined and
     ``low``/``high`` are NaN (the mean is still returned); with no samples all
     three are NaN.  NaNs in ``x`` propagate to the results.
+
+    ``bounds = (a, b)``: the samples, hence their mean ``μ``, lie in ``[a, b]`` (an accuracy or
+    an AUC in ``[0, 1]``); the interval is then intersected with it, ``low ← max(low, a)``,
+    ``high ← min(high, b)``. Since ``μ ∈ [a, b]``, the event ``μ ∈ [low, high]`` is the event
+    ``μ ∈ [low, high] ∩ [a, b]``: the clipped interval has exactly the coverage of the t-interval
+    and never reports impossible values. Clipping happens where the t-interval's normal
+    approximation is weakest (few trials, a mean near a bound), which is why :func:`summarize`
+    records it. (A percentile bootstrap stays in range too, but with the usual 2 to 10 trials it
+    under-covers badly, taking 3 distinct values with 2 trials; a logit-transformed interval fails
+    at the bounds themselves, an AUC or accuracy of exactly 1.)
 
     Returns:
         ``(mean, low, high)``, each of ``x``'s shape with ``axis`` removed.
@@ -165,7 +185,10 @@ def mean_ci(
         half = np.full(reduced_shape, np.nan)[()]
     else:
         half = stats.t.ppf(0.5 + level / 2.0, df=n - 1) * x.std(axis=axis, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = np.clip(low, *bounds)[()], np.clip(high, *bounds)[()]
+    return mean, low, high
 
 
 def time_to_target(curves: SchemeCurves, target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,11 +219,18 @@ def _sample_std(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if x.size >= 2 else math.nan
 
 
+def _bounded_ci(x: np.ndarray, bounds: tuple[float, float]) -> tuple[tuple[float, float, float], bool]:
+    """:func:`mean_ci` at :data:`CI_LEVEL` clipped to ``bounds``, and whether clipping moved it."""
+    mean, low, high = mean_ci(x, level=CI_LEVEL)
+    clipped = np.clip([low, high], *bounds)
+    return (mean, *clipped), not np.array_equal(clipped, [low, high], equal_nan=True)
+
+
 def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dict[str, Any]]:
     """One summary row per scheme, with keys :data:`SUMMARY_COLUMNS` in order.
 
-    * ``final_*``: mean, :data:`CI_LEVEL` Student-t CI (:func:`mean_ci`) and
-      ``ddof=1`` std over trials of the metric at the last eval point.
+    * ``final_*``: mean, :data:`CI_LEVEL` CI and ``ddof=1`` std over trials of the metric at the
+      last eval point.
     * ``target``: the target (NaN when ``None``); ``reached``: fraction of
       trials whose metric ever reaches it (NaN when ``target`` is ``None``).
     * ``steps_to_target_*`` / ``epochs_to_target_*`` / ``simtime_to_target_*``:
@@ -210,40 +240,64 @@ def summarize(curves_list: list[SchemeCurves], target: float | None) -> list[dic
       last eval point.
     * ``wall_time_s``: mean over trials of the wall time at the last eval
       point, i.e. the scheme run's elapsed wall-clock seconds.
+    * ``ci_method``: :data:`CI_METHOD`: every interval is the Student-t interval of the mean
+      clipped to the quantity's possible range (:func:`mean_ci` with ``bounds``): the metric's
+      (:func:`jax_ec.config.metric_range`; unbounded for a metric not listed there), and for a
+      time to the target the span of the evaluations (steps ``[steps[0], steps[-1]]``, epochs
+      likewise, simulated time ``[min, max]`` of ``sim_time``).
+    * ``ci_clipped``: the intervals that clipping moved, by prefix (``final``,
+      ``steps_to_target``, ``epochs_to_target``, ``simtime_to_target``), space-separated; empty
+      when none.
     """
     rows = []
     for curves in curves_list:
         final = curves.metric[:, -1]
-        final_mean, final_low, final_high = mean_ci(final, level=CI_LEVEL)
+        intervals = {"final": _bounded_ci(final, metric_range(curves.metric_name))}
         if target is None:
             reached = math.nan
-            steps_stats = epochs_stats = simtime_stats = (math.nan,) * 3
+            for name in _INTERVALS[1:]:
+                intervals[name] = ((math.nan,) * 3, False)
         else:
             steps, epochs, sim_time = time_to_target(curves, target)
             ok = ~np.isnan(steps)
             reached = float(ok.mean())
-            steps_stats = mean_ci(steps[ok], level=CI_LEVEL)
-            epochs_stats = mean_ci(epochs[ok], level=CI_LEVEL)
-            simtime_stats = mean_ci(sim_time[ok], level=CI_LEVEL)
+            epoch = curves.epoch if curves.epoch is not None else np.full(1, np.nan)
+            intervals["steps_to_target"] = _bounded_ci(steps[ok], (curves.steps[0], curves.steps[-1]))
+            intervals["epochs_to_target"] = _bounded_ci(epochs[ok], (epoch[0], epoch[-1]))
+            intervals["simtime_to_target"] = _bounded_ci(sim_time[ok], (np.nanmin(curves.sim_time),
+                                                                        np.nanmax(curves.sim_time)))
         values = (
             curves.scheme,
             curves.metric_name,
             curves.num_trials,
-            final_mean,
-            final_low,
-            final_high,
+            *intervals["final"][0],
             _sample_std(final),
             math.nan if target is None else target,
             reached,
-            *steps_stats,
-            *epochs_stats,
-            *simtime_stats,
+            *intervals["steps_to_target"][0],
+            *intervals["epochs_to_target"][0],
+            *intervals["simtime_to_target"][0],
             curves.sim_time[:, -1].mean(),
             curves.wall_time[:, -1].mean(),
+            CI_METHOD,
+            " ".join(name for name in _INTERVALS if intervals[name][1]),
         )
         row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
         rows.append({k: v if isinstance(v, (str, int)) else float(v) for k, v in row.items()})
     return rows
+
+
+def ci_method_text(metrics: list[str] | tuple[str, ...]) -> str:
+    """One line saying how the intervals of a summary are made (:data:`CI_METHOD`), naming the
+    range of each of ``metrics``."""
+    ranges = []
+    for metric in dict.fromkeys(metrics):
+        low, high = metric_range(metric)
+        ranges.append(f"{metric} in [{low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high)
+                      else f"{metric} unbounded")
+    return (f"{int(round(100 * CI_LEVEL))}% CI ({CI_METHOD}): the Student-t interval of the mean over the trials, "
+            f"clipped to the possible range ({'; '.join([*ranges, 'times to target within the run'])}); "
+            "* marks an interval the range clipped.")
 
 
 def _csv_text(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -289,9 +343,10 @@ def read_metrics_csv(path: str | os.PathLike) -> list[SchemeCurves]:
 
     Schemes keep their order of first appearance, trials are sorted by id and
     eval points keep file order.  Files written before the ``epoch`` column
-    are read with ``epoch=None``.  Raises :class:`ValueError` on a wrong
-    header, on trials of one scheme with different eval steps, or on more than
-    one metric name per scheme.
+    are read with ``epoch=None``.  Raises :class:`ValueError` naming the file
+    (and the line) on a wrong header, a row of the wrong length or with a value
+    that is not a number, on trials of one scheme with different eval steps,
+    or on more than one metric name per scheme.
     """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -303,12 +358,20 @@ def read_metrics_csv(path: str | os.PathLike) -> list[SchemeCurves]:
         data: dict[str, dict[int, list[tuple[int, float, float, float, float]]]] = {}
         names: dict[str, set[str]] = {}
         for row in reader:
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields; expected {len(header)} "
+                                 f"({', '.join(header)})")
             if not has_epoch:
                 row = [*row[:3], "", *row[3:]]
             scheme, trial, step, epoch, sim_time, wall_time, metric_name, metric = row
-            points = data.setdefault(scheme, {}).setdefault(int(trial), [])
-            points.append((int(step), float(epoch) if epoch else math.nan, float(sim_time), float(wall_time),
-                           float(metric)))
+            try:
+                point = (int(step), float(epoch) if epoch else math.nan, float(sim_time), float(wall_time),
+                         float(metric))
+                trial_id = int(trial)
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {reader.line_num}: {exc}; expected integer trial and step, numbers "
+                                 "elsewhere") from None
+            data.setdefault(scheme, {}).setdefault(trial_id, []).append(point)
             names.setdefault(scheme, set()).add(metric_name)
 
     curves_list = []
@@ -355,19 +418,21 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
 
 
-def _fmt_ci(mean: float, low: float, high: float) -> str:
-    """``mean [low, high]``, or just ``mean`` when the interval is undefined."""
+def _fmt_ci(mean: float, low: float, high: float, clipped: bool = False) -> str:
+    """``mean [low, high]`` (``*`` after a clipped interval), or just ``mean`` when the interval is undefined."""
     if math.isnan(low) or math.isnan(high):
         return _fmt(mean)
-    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]" + ("*" if clipped else "")
 
 
 def format_summary_table(rows: list[dict[str, Any]]) -> str:
-    """Fixed-width plain-text table of :func:`summarize` rows for the terminal.
+    """Fixed-width plain-text table of :func:`summarize` rows for the terminal, and a last line
+    saying how the intervals are made (:func:`ci_method_text`).
 
     Columns: scheme, metric, trials, final mean [CI], percentage of trials
     reaching the target, and steps / epochs / simulated time to target as mean [CI].
-    NaN is shown as ``-``; the CI is omitted when undefined (one trial).
+    NaN is shown as ``-``; the CI is omitted when undefined (one trial); ``*`` follows an
+    interval that the quantity's range clipped.
     """
     pct = int(round(100 * CI_LEVEL))
     header = (
@@ -380,18 +445,19 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
         f"epochs to target [{pct}% CI]",
         f"sim time to target [{pct}% CI]",
     )
+
+    def cell(r: dict[str, Any], name: str) -> str:
+        return _fmt_ci(r[f"{name}_mean"], r[f"{name}_ci_low"], r[f"{name}_ci_high"],
+                       name in r["ci_clipped"].split())
+
     body = [
         (
             str(r["scheme"]),
             str(r["metric"]),
             str(r["trials"]),
-            _fmt_ci(r["final_mean"], r["final_ci_low"], r["final_ci_high"]),
+            cell(r, "final"),
             "-" if math.isnan(r["reached"]) else f"{100 * r['reached']:.0f}%",
-            _fmt_ci(r["steps_to_target_mean"], r["steps_to_target_ci_low"], r["steps_to_target_ci_high"]),
-            _fmt_ci(r["epochs_to_target_mean"], r["epochs_to_target_ci_low"], r["epochs_to_target_ci_high"]),
-            _fmt_ci(
-                r["simtime_to_target_mean"], r["simtime_to_target_ci_low"], r["simtime_to_target_ci_high"]
-            ),
+            *(cell(r, name) for name in _INTERVALS[1:]),
         )
         for r in rows
     ]
@@ -403,7 +469,8 @@ def format_summary_table(rows: list[dict[str, Any]]) -> str:
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule, *(render(line) for line in body)])
+    note = ci_method_text([r["metric"] for r in rows])
+    return "\n".join([render(header), rule, *(render(line) for line in body), "", note])
 
 
 def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title: str = "") -> None:
@@ -411,7 +478,8 @@ def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title:
     simulated time, atomically.
 
     Each scheme is drawn as the mean over trials with a :data:`CI_LEVEL`
-    Student-t band (:func:`mean_ci`; no band with one trial).  In the
+    band (:data:`CI_METHOD`: the Student-t interval clipped to the metric's range, :func:`mean_ci`;
+    no band with one trial).  In the
     simulated-time panel the x coordinate of eval point ``k`` is the mean
     simulated time over trials, ``mean_i sim_time[i, k]``.  Schemes with
     different steps per epoch (a reduced minibatch) align in the epoch and
@@ -427,7 +495,7 @@ def plot_curves(path: str | os.PathLike, curves_list: list[SchemeCurves], title:
     axes = fig.subplots(1, panels, sharey=True)
     labels = ("step", "epoch", "simulated time") if with_epochs else ("step", "simulated time")
     for curves in curves_list:
-        mean, low, high = mean_ci(curves.metric, axis=0, level=CI_LEVEL)
+        mean, low, high = mean_ci(curves.metric, axis=0, level=CI_LEVEL, bounds=metric_range(curves.metric_name))
         xs = [curves.steps, *([curves.epoch] if with_epochs else []), curves.sim_time.mean(axis=0)]
         for ax, x in zip(axes, xs):
             (line,) = ax.plot(x, mean, label=curves.scheme)

@@ -47,7 +47,7 @@ class SparseState(NamedTuple):
     each way (the step is memory-latency bound). The partition momenta are stored rescaled,
     ``m_j[c] = mom[c, j] · β^(t − ref)`` after step t (one positive factor for all coordinates, so
     ``sign(mom) = sign(m)``): a step adds ``(1 − β) g_j β^−(t − ref)`` at the touched coordinates
-    only, and ``run`` folds the factor back in every :func:`rescale_every` steps.
+    only, and ``run`` folds the factor back in at every multiple of :func:`rescale_every` steps.
     """
     table: jax.Array    # (D, 3) float32: θ, vote, anchor step
     mom: jax.Array      # (D, k), coordinate-major
@@ -159,13 +159,15 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         factor = jnp.float32(beta_value) ** (state.step - 1 - state.ref).astype(jnp.float32)
         return state._replace(mom=state.mom * factor, ref=state.step - 1)
 
-    def run(state: SparseState, params: SchemeParams, data: tuple, num_steps: int) -> SparseState:
-        done = 0
-        while done < num_steps:
-            length = min(every, num_steps - done)
-            state = jax.lax.scan(lambda c, _: (step(c, params, data), None), rescale(state), None, length=length)[0]
-            done += length
-        return state
+    def run(state: SparseState, params: SchemeParams, data: tuple, num_steps, start=None) -> SparseState:
+        """``num_steps`` steps; the momentum is rescaled before every step t with t ≡ 0 (mod
+        :func:`rescale_every`), a fixed schedule: the numbers do not depend on how a run is cut
+        into calls (``start``: the shared step of a batch, so the branch stays a branch under vmap)."""
+        def body(i, c):
+            t = c.step if start is None else start + i
+            c = jax.lax.cond(t % every == 0, rescale, lambda x: x, c)
+            return step(c, params, data)
+        return jax.lax.fori_loop(0, num_steps, body, state)
 
     def update(state: SparseState, params: SchemeParams, data: tuple):
         """The vote of this step at every coordinate (a coordinate the step does not touch keeps its

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import ConfigError, TaskConfig
+from .config import TASK_METRICS, ConfigError, TaskConfig
 from .data.amazon import load_amazon
 from .data.images import ImageData, augment, load_digits, load_tfds, normalize
 from .data.synthetic import gaussian_mixture
@@ -76,7 +76,7 @@ def _amazon(cfg: TaskConfig) -> Task:
             raise ConfigError(f"task.n_train: got {cfg.n_train}; {exc}") from None
         raise ConfigError(f"task.data_path: got {cfg.data_path!r}; {exc}") from None
     return Task(
-        name="amazon", metric_name="test_auc",
+        name="amazon", metric_name=TASK_METRICS["amazon"],
         train_x=data.train_idx, train_y=data.train_y, test_x=data.test_idx, test_y=data.test_y,
         init=lambda key: (init_logreg(key, data.dim), {}),
         loss=_stateless(logreg_loss),
@@ -90,7 +90,7 @@ def _synthetic(cfg: TaskConfig, seed: int) -> Task:
     model = MLP(hidden=tuple(cfg.hidden), num_classes=cfg.num_classes)
     sample = np.zeros((1, cfg.num_features), np.float32)
     return Task(
-        name="synthetic", metric_name="test_accuracy",
+        name="synthetic", metric_name=TASK_METRICS["synthetic"],
         train_x=x[: cfg.num_samples], train_y=y[: cfg.num_samples],
         test_x=x[cfg.num_samples:], test_y=y[cfg.num_samples:],
         init=lambda key: (model.init(key, sample)["params"], {}),
@@ -109,8 +109,15 @@ def _image_data(cfg: TaskConfig) -> ImageData:
 
 
 def _limit(data: ImageData, cfg: TaskConfig) -> tuple[np.ndarray, ...]:
-    n_train = data.train_x.shape[0] if cfg.train_samples is None else min(cfg.train_samples, data.train_x.shape[0])
-    n_test = data.test_x.shape[0] if cfg.test_samples is None else min(cfg.test_samples, data.test_x.shape[0])
+    """The first ``train_samples`` / ``test_samples`` examples; more than the data set holds is refused."""
+    sizes = {"train_samples": (cfg.train_samples, data.train_x.shape[0]),
+             "test_samples": (cfg.test_samples, data.test_x.shape[0])}
+    for field, (asked, held) in sizes.items():
+        if asked is not None and asked > held:
+            raise ConfigError(f"task.{field}: {asked} is more than the {held} examples {cfg.name} holds; "
+                              f"give at most {held}, or null for all of them")
+    n_train = data.train_x.shape[0] if cfg.train_samples is None else cfg.train_samples
+    n_test = data.test_x.shape[0] if cfg.test_samples is None else cfg.test_samples
     return data.train_x[:n_train], data.train_y[:n_train], data.test_x[:n_test], data.test_y[:n_test]
 
 
@@ -161,7 +168,7 @@ def _images(cfg: TaskConfig) -> Task:
         return total / x.shape[0]
 
     train_x, train_y, test_x, test_y = _limit(data, cfg)
-    return Task(name=cfg.name, metric_name="test_accuracy", train_x=train_x, train_y=train_y,
+    return Task(name=cfg.name, metric_name=TASK_METRICS[cfg.name], train_x=train_x, train_y=train_y,
                 test_x=test_x, test_y=test_y, init=init, loss=loss, evaluate=evaluate,
                 convolutional=not isinstance(model, MLP))
 

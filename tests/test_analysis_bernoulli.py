@@ -242,10 +242,37 @@ def test_failure_probability_rejects_bad_inputs(kwargs, field):
     (lambda: exact_failure_probability(np.ones((3, 3)), 1, "flip"), "attack"),
     (lambda: exact_expected_failure_probability(5, 0.3, 1), "n"),
     (lambda: exact_expected_failure_probability(3, -1, 1), "p"),
+    (lambda: exact_expected_failure_probability(3, 0.5, 1, nonempty_rows="no"), "nonempty_rows"),
+    (lambda: exact_failure_probability([[1, 0], [1]], 0), "G"),
+    (lambda: exact_failure_probability("abc", 0), "G"),
+    (lambda: failure_probability(KEY, 15, 0.001, 1, nonempty_rows=True, draws=4), "nonempty_rows"),
+    (lambda: failure_probability(KEY, 15, 0.3, 1, nonempty_rows=1, draws=4), "nonempty_rows"),
+    (lambda: failure_probability(KEY, 20000, 0.3, 1, draws=4), "n"),
+    (lambda: smallest_p(KEY, 5, 0.1, b=1, nonempty_rows="yes"), "nonempty_rows"),
+    (lambda: smallest_p(KEY, 50000, 0.1, b=1), "n"),
+    (lambda: load_deviation(KEY, 20000, 0.3, 0.1), "n"),
+    (lambda: load_deviation_curve(KEY, 5, 0.3, []), "eps"),
+    (lambda: load_deviation_curve(KEY, 5, 0.3, "0.1"), "eps"),
+    (lambda: load_deviation_curve(KEY, 5, 0.3, [0.1, float("nan")]), "eps"),
+    (lambda: load_deviation_exact(0, 0.3, 0.1), "n"),
+    (lambda: load_deviation_exact(5, 1.3, 0.1), "p"),
+    (lambda: load_deviation_exact(5, 0.3, -0.1), "eps"),
+    (lambda: hoeffding_bound(0, 0.1), "n"),
+    (lambda: hoeffding_bound(5, [0.1, -1.0]), "eps"),
+    (lambda: hoeffding_bound(5, "x"), "eps"),
+    (lambda: draw_trials(KEY, 5, 0.3, 1, nonempty_rows="yes"), "nonempty_rows"),
 ])
 def test_other_functions_reject_bad_inputs(call, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         call()
+
+
+def test_smallest_p_with_nonempty_rows_starts_where_redraws_stay_bounded():
+    from jax_ec.codes import min_nonempty_p
+    # a target every p meets: the search returns its lowest admissible grid point, without
+    # evaluating p = 0 (which would redraw for ever)
+    p = smallest_p(KEY, 5, 0.999, b=0, attack="none", draws=2, patterns_per_draw=2, nonempty_rows=True)
+    assert p == math.ceil(min_nonempty_p(5, 5) * 2 ** 10) / 2 ** 10 and 0 < p < 0.05
 
 
 def test_attack_names_include_every_election_attack_and_the_worst_case():

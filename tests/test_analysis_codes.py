@@ -237,6 +237,28 @@ def test_verify_rejects_bad_options_and_too_many_patterns():
         verify(G, 1)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: worst_case(jax_ec.paper_code_n5(), [1, 1, 1], 1), r"^pattern: got \[1, 1, 1\]; expected \(5,\) signs"),
+    (lambda: worst_case(jax_ec.paper_code_n5(), [1, 1, 0, 1, 1], 1), r"^pattern: got"),
+    (lambda: worst_case(jax_ec.paper_code_n5(), "+++++", 1), r"^pattern: got '\+\+\+\+\+'"),
+    (lambda: replay(jax_ec.paper_code_n5(), None), r"^counterexample: got None; expected the VerifyResult"),
+    (lambda: replay(np.eye(3), verify(jax_ec.paper_code_n5(), 2)), r"^G: has 3 rows"),
+    (lambda: verify(jax_ec.paper_code_n5(), 1, collapse_columns="no"), r"^collapse_columns: got 'no'"),
+])
+def test_verify_helpers_reject_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_configurations_count_and_tolerance_in_words():
+    from jax_ec.analysis.verify import configurations, tolerance_text
+    assert configurations(np.eye(30, dtype=np.int8)) == 2 ** 29       # 30 single columns, one halved
+    assert configurations(np.ones((3, 40), dtype=np.int8)) == 41       # one even group of 40 columns
+    assert tolerance_text(max_tolerance(jax_ec.paper_code_n5())) == "b = 1"
+    G = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.int8)      # a majority of copies of one partition
+    assert max_tolerance(G) == -1 and tolerance_text(-1).startswith("none, not even b = 0")
+
+
 # ---------------------------------------------------------------------------------------------
 # Deterministic construction and the repetition baseline
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +304,70 @@ def test_deterministic_matches_the_paper_redundancy_and_known_optima():
 def test_deterministic_is_not_more_tolerant_than_asked():
     for n, b in [(7, 1), (9, 2), (11, 3), (13, 1)]:
         assert not verify(deterministic(n, b), b + 1).tolerant
+
+
+def exhaustive_design(n: int, b: int, allow_idle: bool) -> tuple:
+    """The fewest-ones member of the family by enumerating every multiset E of even light sets
+    (knapsack tables, pruned when V_E(β) > T) and every count of idle workers, singletons and
+    fixers, checking (2) of jax_ec.analysis.design with the exact knapsack table: exponential in n,
+    the oracle of the closed-form search. Ties: fewer idle, more singletons, smaller E.
+    Returns (ones, idle, singletons, fixers, E)."""
+    from jax_ec.analysis.design import _add_even_set, _value
+    k, odd = n, n % 2 == 1
+    beta = (k - 1) // 2 if odd else k // 2 - 1
+    full_ones, T = (k if odd else k - 1), n - 2 * b - 1
+    best = []
+
+    def consider(E, VE):
+        for idle in range((T if allow_idle else 0) + 1):
+            for x in range(min(k - sum(E), n - len(E) - idle) + 1):
+                w_all = n - len(E) - x - idle
+                if w_all == 0 and sum(E) + x < k:
+                    continue                              # a partition held by nobody
+                for phi in range(min(x, w_all) if odd else 0, -1, -1):
+                    if _value(VE, beta, x, phi, idle) <= T:
+                        ones = w_all * full_ones - phi + sum(E) + x
+                        ones += (not odd and not E and x == 0 and w_all > 0)
+                        best.append((ones, idle, -x, E, phi))
+                        break
+
+    def rec(E, VE, max_size, room):
+        consider(E, VE)
+        for size in range(min(max_size, room) // 2 * 2, 1, -2):
+            V2 = _add_even_set(VE, size)
+            if V2[beta] <= T:
+                rec(E + (size,), V2, size, room - size)
+
+    rec((), [0] * (beta + 1), k - 1 if odd else k - 2, k)
+    ones, idle, minus_x, E, phi = min(best)
+    return ones, idle, -minus_x, phi, E
+
+
+@pytest.mark.parametrize("n", range(1, 23))
+def test_deterministic_is_the_exhaustive_optimum_of_its_family(n):
+    for b in range((n + 1) // 2):
+        for allow_idle in (False, True):
+            d = deterministic_design(n, b, allow_idle)
+            got = (d.ones, d.idle, d.singletons, d.fixers, d.even_sets)
+            assert got == exhaustive_design(n, b, allow_idle), (n, b, allow_idle)
+
+
+def test_deterministic_design_of_a_large_n_takes_polynomial_work(monkeypatch):
+    from jax_ec.analysis import design
+    calls = []
+    real = design._fixers
+    monkeypatch.setattr(design, "_fixers", lambda *a: calls.append(1) or real(*a))
+    design._search.cache_clear()
+    d = deterministic_design(1001, 1)
+    assert len(calls) <= 8          # one vectorised evaluation per candidate (2 regimes x 4 points)
+    # the closed form of the design module for odd n, 1 <= b <= (n - 1)/4
+    n, b, beta = 1001, 1, 500
+    x, y, w = beta - 2 * b, (beta + 2 * b + 1) // 2, -(-(n + 1 + 4 * b) // 4)
+    assert d.ones == w * n - min(x, w) + x + 2 * y and d.worst_cost <= d.budget
+    calls.clear()
+    d_idle = deterministic_design(301, 2, allow_idle=True)
+    assert len(calls) <= 8                                 # every count of idle workers at once
+    assert d_idle.redundancy == 5 and d_idle.worst_cost <= d_idle.budget
 
 
 @pytest.mark.parametrize("n, b", [(5, 0), (5, 2), (9, 3), (10, 4)])
@@ -344,7 +430,10 @@ def test_min_redundancy_small_known_values():
 @pytest.mark.parametrize("bad, field", [(dict(n=0, b=0), "n"), (dict(n=5, b=3), "b"),
                                         (dict(n=5, b=-1), "b"), (dict(n=5, b=1, k=13), "k"),
                                         (dict(n=5, b=1, k=0), "k"), (dict(n=5, b=1, time_limit=0), "time_limit"),
-                                        (dict(n="5", b=1), "n")])
+                                        (dict(n="5", b=1), "n"), (dict(n=13, b=1), "n"),
+                                        (dict(n=5, b=1, allow_idle="yes"), "allow_idle"),
+                                        (dict(n=5, b=1, upper_bound=-1), "upper_bound"),
+                                        (dict(n=5, b=1, time_limit=float("nan")), "time_limit")])
 def test_min_redundancy_rejects_bad_input(bad, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         min_redundancy(**bad)

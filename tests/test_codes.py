@@ -107,6 +107,69 @@ def test_bernoulli_rejects_r_outside_range(r):
         bernoulli(0, 5, r)
 
 
+@pytest.mark.parametrize("seed", [2 ** 32, -1, 99999999999999999999, 1.0, "0", None])
+def test_bernoulli_seed_outside_32_bits_is_refused_like_the_config_seed(seed):
+    from jax_ec import _checks
+    with pytest.raises(ValueError) as exc:
+        bernoulli(seed, 15, 2)
+    with pytest.raises(ValueError) as config_exc:
+        _checks.seed("seed", seed)
+    assert str(exc.value) == str(config_exc.value) and str(exc.value).startswith("seed: got ")
+    assert not np.array_equal(bernoulli(2 ** 32 - 1, 15, 2), bernoulli(0, 15, 2))
+
+
+def test_bernoulli_refuses_unbounded_redraws_and_non_boolean_flags():
+    with pytest.raises(ValueError, match=r"^nonempty_rows: .*redraws"):
+        bernoulli(0, 1000, 0.001, nonempty_rows=True)
+    with pytest.raises(ValueError, match=r"^nonempty_rows: got 'yes'; expected True or False"):
+        bernoulli(0, 5, 2, nonempty_rows="yes")
+    assert (bernoulli(0, 6, 2, nonempty_rows=True).sum(axis=1) > 0).all()
+
+
+@pytest.mark.parametrize("call, name", [(lambda: uncoded(2 ** 15), "n"), (lambda: bernoulli(0, 2 ** 15, 2), "n"),
+                                        (lambda: bernoulli(0, 4, 2, k=2 ** 27), "n, k")])
+def test_dense_matrices_beyond_the_limit_are_refused_before_allocating(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}: an n × k = .* entries; expected at most 2\*\*28"):
+        call()
+
+
+def test_load_code_messages_name_the_file_and_line(tmp_path):
+    ragged = _write(tmp_path / "ragged.csv", "# header\n1,0,1\n\n1,1\n")
+    with pytest.raises(ValueError, match=r"^code file '.*ragged.csv', line 4: has 2 entries but line 2 has 3"):
+        load_code(ragged)
+    words = _write(tmp_path / "words.csv", "1,0,1\n1,x,0\n")
+    with pytest.raises(ValueError, match=r"^code file '.*words.csv', line 2: 'x' is not a number"):
+        load_code(words)
+    with pytest.raises(ValueError, match=r"^code file '.*empty.csv': holds no rows"):
+        load_code(_write(tmp_path / "empty.csv", "# nothing\n"))
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ValueError, match=r"^code file '.*binary.csv': is not a text file"):
+        load_code(binary)
+    with pytest.raises(ValueError, match=r"^code file '.*': is a folder"):
+        load_code(tmp_path)
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([[1, 0], [0, 1]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"^code file '.*pickled.npy': holds a pickled object array.*allow_pickle=False"):
+        load_code(pickled)
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(b"\x93NUMPY")
+    with pytest.raises(ValueError, match=r"^code file '.*truncated.npy': "):
+        load_code(truncated)
+    with pytest.raises(ValueError, match=r"^path: got 3"):
+        load_code(3)
+
+
+@pytest.mark.parametrize("G, message", [(None, r"^G: got None"), ("abc", r"^G: got 'abc'"),
+                                        ([[1, 0], [1]], r"^G: got .*not a rectangular array"),
+                                        (np.ones((2, 2), complex), r"^G: got .*complex")])
+def test_validate_allocation_names_wrong_types(G, message):
+    with pytest.raises(ValueError, match=message):
+        validate_allocation(G)
+    with pytest.raises(ValueError, match=r"^n: got '2'"):
+        validate_allocation(np.eye(2), n="2")
+
+
 @pytest.mark.parametrize("sep", [",", " ", "\t", ", "])
 def test_load_code_csv(tmp_path, sep):
     G = paper_code_n5()

@@ -15,20 +15,21 @@ from jax_ec.config import (ConfigError, ExperimentConfig, SchemeConfig, TaskConf
 REPO = Path(__file__).resolve().parents[1]
 
 
-def config_error(overrides: list[str] | None = None, data: dict | None = None) -> str:
-    """The message of the one ConfigError a bad input raises (overrides on the default, or a dict)."""
+def config_error_of(call) -> ConfigError:
+    """The one ConfigError ``call()`` raises: one line, not a chain."""
     with pytest.raises(ConfigError) as info:
-        if data is not None:
-            config_from_dict(data)
-        else:
-            load_config(None, overrides)
+        call()
     exc = info.value
     assert isinstance(exc, ValueError)
     assert type(exc) is ConfigError
-    assert exc.__cause__ is None  # one error, not a chain
-    message = str(exc)
-    assert "\n" not in message
-    return message
+    assert exc.__cause__ is None and exc.__context__ is None or exc.__suppress_context__  # one error, not a chain
+    assert "\n" not in str(exc)
+    return exc
+
+
+def config_error(overrides: list[str] | None = None, data: dict | None = None) -> str:
+    """The message of the one ConfigError a bad input raises (overrides on the default, or a dict)."""
+    return str(config_error_of(lambda: config_from_dict(data) if data is not None else load_config(None, overrides)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,13 +139,39 @@ def test_configs_amazon_paper_equals_default():
     (["optim.worker_momentum=1.0"], "optim.worker_momentum", ["got 1.0", "[0, 1)"]),
     (["optim.lr_boundaries=[3, 1]"], "optim.lr_boundaries", ["(3, 1)", "increasing"]),
     (["eval_every=0"], "eval_every", ["got 0", ">= 1"]),
-    (["steps=0"], "steps", ["got 0", ">= 1"]),
+    (["steps=0"], "steps", ["got 0", "[1, 2147483647]"]),
     (["seed=-1"], "seed", ["got -1", ">= 0"]),
     (["task.n_train=0"], "task.n_train", ["got 0", ">= 1"]),
-    (["task.hidden=[8, 0]"], "task.hidden", ["(8, 0)", ">= 1"]),
+    (["task.name=synthetic", "task.hidden=[8, 0]"], "task.hidden", ["(8, 0)", ">= 1"]),
     (["time.t_partition=0"], "time.t_partition", ["got 0.0", "> 0"]),
     (["optim=3"], "optim", ["got 3", "mapping"]),
     (["schemes.0.k=0"], "schemes[0].k", ["got 0", ">= 1"]),
+    # A target outside the task's metric range (a percentage for a fraction) is never reached.
+    (["target=80"], "target", ["got 80.0", "test_auc", "[0, 1]", "80% is 0.8"]),
+    (["target=-0.1"], "target", ["got -0.1", "test_auc", "[0, 1]"]),
+    (["target=1.5", "task.name=synthetic"], "target", ["got 1.5", "test_accuracy", "[0, 1]"]),
+    # Allocations that elect nothing, or files that are not files.
+    (["schemes.0.code=matrix", "schemes.0.matrix=[[0]]", "n=1", "b=0", "batch_size=1"], "schemes[0].matrix",
+     ["every entry is 0", "never moves"]),
+    (["schemes.0.code=matrix", "schemes.0.matrix=/"], "schemes[0].matrix", ["'/'", "is a directory"]),
+    (["task.data_path=/"], "task.data_path", ["'/'", "is a directory"]),
+    # nonempty_rows: only for bernoulli codes, and not where redrawing would never end.
+    (["schemes.1.nonempty_rows=true"], "schemes[1].nonempty_rows", ["applies to bernoulli codes only"]),
+    (["schemes.2.nonempty_rows=true", "schemes.2.r=0.01"], "schemes[2].nonempty_rows",
+     ["draws per trial", "larger r"]),
+    # Fields nothing reads: refused rather than silently ignored.
+    (["task.num_samples=100"], "task.num_samples", ["applies to the synthetic task only", "amazon task would ignore"]),
+    (["task.model=cnn"], "task.model", ["applies to the digits, cifar10, mnist, fashion_mnist tasks only"]),
+    (["task.name=synthetic", "task.n_train=100", "n=5", "b=1", "batch_size=20"], "task.n_train",
+     ["applies to the amazon task only"]),
+    (["direction=-1", "attack=reverse"], "direction", ["directional attack only"]),
+    # Sizes nothing can run.
+    (["task.name=synthetic", "task.num_samples=3", "n=3", "b=1", "batch_size=3"], "task.num_samples",
+     ["num_samples // 4", ">= 4"]),
+    (["steps=1e12"], "steps", ["got 1000000000000", "2147483647"]),
+    (["epochs=1e12"], "epochs", ["got 1000000000000", "2147483647"]),
+    (["name=''"], "name", ["non-empty"]),
+    (["out_dir=' '"], "out_dir", ["folder path"]),
 ])
 def test_bad_value_names_field_value_and_allowed(overrides, field, fragments):
     message = config_error(overrides)
@@ -187,10 +214,10 @@ def test_config_error_is_a_value_error():
 def test_non_mapping_yaml(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match=r"^config: got list; expected a mapping"):
+    with pytest.raises(ConfigError, match=r"^config: got a list in '.*list\.yaml'; expected a mapping"):
         load_config(path)
     path.write_text("just a string\n")
-    with pytest.raises(ConfigError, match=r"^config: got str; expected a mapping"):
+    with pytest.raises(ConfigError, match=r"^config: got a str in '.*list\.yaml'; expected a mapping"):
         load_config(path)
     with pytest.raises(ConfigError, match="expected a mapping"):
         config_from_dict([1, 2])  # type: ignore[arg-type]
@@ -203,6 +230,56 @@ def test_non_mapping_yaml_with_overrides(tmp_path):
         load_config(path, ["trials=3"])
 
 
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "null\n", "---\n"])
+def test_empty_yaml_is_refused_not_read_as_the_default_job(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message.startswith(f"config: '{path}' is empty"), message
+    assert "write {} to run every default" in message
+
+
+def test_explicit_empty_mapping_runs_the_defaults(tmp_path):
+    path = tmp_path / "defaults.yaml"
+    path.write_text("{}\n")
+    assert load_config(path)[0] == ExperimentConfig().validate()
+
+
+@pytest.mark.parametrize("text, field, lines", [
+    ("trials: 3\nn: 5\ntrials: 4\n", "trials", "lines 1 and 3"),
+    ("optim:\n  lr: 0.1\n  momentum: 0.5\n  lr: 0.2\n", "optim.lr", "lines 2 and 4"),
+    ("schemes:\n  - {name: a}\n  - {name: b, r: 2, code: bernoulli, r: 3}\n", "schemes[1].r", "line 3, twice"),
+    ("schemes:\n  - name: a\n    sweep: {b: [1]}\n    sweep: {b: [2]}\n", "schemes[0].sweep", "lines 3 and 4"),
+])
+def test_repeated_yaml_key_is_refused(tmp_path, text, field, lines):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message == f"{field}: repeated key in '{path}' ({lines}); each key may appear once"
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    """A key brought in by ``<<: *anchor`` and written again is YAML's override, not a repeat."""
+    path = tmp_path / "merge.yaml"
+    path.write_text("optim: &o {lr: 0.1, momentum: 0.5}\nschemes:\n  - {name: a}\ntime:\n  t_partition: 2.0\n"
+                    "  bandwidth: 1.0\n")
+    assert load_config(path)[0].optim.lr == pytest.approx(0.1)
+    from jax_ec.config import read_yaml
+    path.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n")
+    assert read_yaml(path) == {"base": {"x": 1, "y": 2}, "other": {"x": 3, "y": 2}}
+
+
+@pytest.mark.parametrize("override, field", [
+    ("schemes.2.sweep={b: [1], b: [2]}", "--set schemes.2.sweep.b"),
+    ("schemes.1={name: x, attack: reverse, name: y}", "--set schemes.1.name"),
+    ("optim={lr: 0.1, lr: 0.2}", "--set optim.lr"),
+])
+def test_repeated_key_in_an_override_value_is_refused(override, field):
+    message = config_error([override])
+    assert message.startswith(f"{field}: repeated key"), message
+    assert "each key may appear once" in message
+
+
 def test_missing_config_file(tmp_path):
     path = tmp_path / "nope" / "missing.yaml"
     with pytest.raises(ConfigError) as info:
@@ -212,15 +289,49 @@ def test_missing_config_file(tmp_path):
     assert str(path) in message and "does not exist" in message
 
 
+def test_config_path_that_is_not_a_file(tmp_path):
+    message = str(config_error_of(lambda: load_config(tmp_path)))
+    assert message == f"config: '{tmp_path}' is a directory; expected a YAML config file (see configs/)"
+    message = str(config_error_of(lambda: load_config("/dev/null")))
+    assert message.startswith("config: '/dev/null' is not a regular file"), message
+
+
+def test_unreadable_config_file(tmp_path, monkeypatch):
+    import jax_ec.config as config
+    path = tmp_path / "secret.yaml"
+    path.write_text("trials: 3\n")
+    monkeypatch.setattr(config.os, "access", lambda p, mode: False)   # (tests may run as root)
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message == f"config: '{path}' cannot be read (permission denied); expected a YAML config file (see configs/)"
+    monkeypatch.undo()
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "read_text", refuse)
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message.startswith(f"config: cannot read '{path}' (Permission denied)"), message
+
+
+def test_config_file_that_is_not_text(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00trials: 3")
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message.startswith(f"config: '{path}' is not UTF-8 text"), message
+
+
 def test_invalid_yaml(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("trials: [1, 2\nn: 3\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    message = str(info.value)
+    message = str(config_error_of(lambda: load_config(path)))
     assert message.startswith("config: ")
     assert str(path) in message and "not valid YAML" in message
-    assert info.value.__cause__ is None
+
+
+def test_yaml_nested_too_deeply(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("trials: " + "[" * 5000 + "]" * 5000 + "\n")
+    message = str(config_error_of(lambda: load_config(path)))
+    assert message.startswith(f"config: '{path}' nests lists or mappings too deeply"), message
 
 
 def test_yaml_file_with_errors_names_field(tmp_path):
@@ -233,6 +344,32 @@ def test_yaml_file_with_errors_names_field(tmp_path):
 def test_scientific_notation_override_documented_example():
     cfg, _ = load_config(None, ["optim.lr=1e-4"])
     assert cfg.optim.lr == pytest.approx(1e-4)
+
+
+def test_scientific_notation_for_integers(tmp_path):
+    """YAML 1.1 reads ``1e3`` (no dot) as a string; an integer field takes it as 1000, as a float
+    field takes ``1e-3``."""
+    path = tmp_path / "steps.yaml"
+    path.write_text("steps: 1e3\neval_every: 1.0e+2\noptim: {lr: 1e-3}\n")
+    cfg, _ = load_config(path)
+    assert (cfg.steps, cfg.eval_every, cfg.optim.lr) == (1000, 100, pytest.approx(1e-3))
+    assert load_config(None, ["steps=1e3"])[0].steps == 1000
+    assert load_config(None, ["steps=1000.0"])[0].steps == 1000
+    assert config_error(["steps=1.5e0"]).startswith("steps: got '1.5e0'; expected an integer")
+
+
+@pytest.mark.parametrize("task, metric", [("amazon", "test_auc"), ("synthetic", "test_accuracy"),
+                                          ("digits", "test_accuracy")])
+def test_the_target_range_is_the_task_metric_range(task, metric):
+    from jax_ec.config import METRIC_RANGES, TASK_METRICS
+    from jax_ec.tasks import make_task
+    assert TASK_METRICS[task] == metric and METRIC_RANGES[metric] == (0.0, 1.0)
+    task_cfg = {"amazon": {"name": "amazon", "n_train": 1500}, "synthetic": {"name": "synthetic", "num_samples": 64},
+                "digits": {"name": "digits"}}[task]
+    assert make_task(TaskConfig(**task_cfg)).metric_name == metric   # the table says what the task reports
+    base = {"task": task_cfg, "n": 4, "b": 1, "batch_size": 8, "schemes": [{"name": "u"}]}
+    for target in (0.0, 0.5, 1.0, None):
+        assert config_from_dict({**base, "target": target}).target == target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +452,7 @@ def test_load_config_trials_argument():
 
 def _rich_config() -> ExperimentConfig:
     return config_from_dict({
-        "name": "rich", "seed": 7, "trials": 3, "n": 5, "b": 2, "attack": "reverse",
+        "name": "rich", "seed": 7, "trials": 3, "n": 5, "b": 2, "attack": "directional",
         "direction": -1, "placement": "most_loaded", "noise_std": 0.1, "partitioning": "split",
         "batch_size": 60, "steps": 9, "eval_every": 3, "target": None, "runtime": {"trial_batching": "map"},
         "task": {"name": "synthetic", "num_samples": 300, "num_features": 6, "hidden": [16, 8],

@@ -26,7 +26,7 @@ def test_config_runs_in_smoke_form(path, tmp_path):
     assert (cfg.trials, cfg.steps) == (2, 2)
     # Under TFDS's mock the "download" is a no-op that serves random records.
     cfg = cfg.model_copy(update=dict(task=cfg.task.model_copy(update=dict(download=True))))
-    with tfds.testing.mock_data(num_examples=2 * cfg.batch_size):  # no network, no TensorFlow
+    with tfds.testing.mock_data(num_examples=max(2 * cfg.batch_size, 32)):  # no network, no TensorFlow
         result = run_experiment(cfg, tmp_path, progress_bar=False)
     curves = read_metrics_csv(tmp_path / "metrics.csv")
     assert [c.scheme for c in curves] == [s.name for s in cfg.expanded_schemes()]

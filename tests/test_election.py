@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jax_ec.attacks import ATTACKS, attack_messages, binomial_half_sign
-from jax_ec.election import corrupt, elect, election, global_vote, local_votes
+from jax_ec.election import corrupt, elect, election, global_vote, local_votes, partition_signs
 from reference import reference_elect
 
 # (n, k, d): odd and even k, k < n, k > n, a single worker.
@@ -402,12 +402,54 @@ GOOD_BYZ = np.zeros(3, bool)
     (dict(direction=0), "direction"),
     (dict(direction=2), "direction"),
     (dict(attack="random"), "key"),
+    (dict(G=None), "G"), (dict(G="abc"), "G"),
+    (dict(partition_grads="x"), "partition_grads"), (dict(partition_grads=None), "partition_grads"),
+    (dict(partition_grads=[[1, 2], [3]]), "partition_grads"),
+    (dict(partition_grads=np.ones((3, 4), complex)), "partition_grads"),
+    (dict(byzantine="abc"), "byzantine"), (dict(byzantine=None), "byzantine"),
+    (dict(byzantine=np.full(3, np.nan)), "byzantine"),
+    (dict(attack=None), "attack"), (dict(attack=1), "attack"),
+    (dict(direction=np.array([1, -1])), "direction"), (dict(direction="1"), "direction"),
+    (dict(direction=None), "direction"), (dict(direction=1.0), "direction"),
+    (dict(attack="random", key="k"), "key"), (dict(attack="random", key=np.arange(3)), "key"),
+    (dict(attack="random", key=2 ** 40), "key"), (dict(attack="random", key=-1), "key"),
+    (dict(noise_std="a"), "noise_std"), (dict(noise_std=None), "noise_std"),
+    (dict(noise_std=np.array([1.0, 2.0])), "noise_std"),
+    (dict(noise_model=1), "noise_model"), (dict(noise_model="gauss"), "noise_model"),
 ])
 def test_bad_input_raises_naming_the_field(kwargs, field):
     args = dict(G=GOOD_G, partition_grads=GOOD_GRADS, byzantine=GOOD_BYZ, attack="reverse")
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"^{field}\b"):
         elect(**args)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: local_votes("a", jnp.ones((3, 2))), r"^G: got 'a'"),
+    (lambda: local_votes(jnp.eye(3), jnp.ones((4, 2))), r"^S: has shape \(4, 2\); expected \(k, d\) with k = 3"),
+    (lambda: global_vote([[1, 2]]), r"^C: got \[\[1, 2\]\]"),
+    (lambda: partition_signs("a"), r"^partition_grads: got 'a'"),
+    (lambda: partition_signs(jnp.ones((3, 2)), "k", 1.0), r"^key: got 'k'"),
+    (lambda: election(jnp.eye(3), jnp.ones((3, 2)), jnp.zeros(4, bool), "reverse"), r"^byzantine: has shape \(4,\)"),
+    (lambda: election([[1]], [[1.0]], [False], "reverse"), r"^G: got \[\[1\]\]"),
+])
+def test_jit_safe_functions_check_their_arrays_when_traced(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_bad_input_message_is_one_line_with_the_value():
+    with pytest.raises(ValueError) as exc:
+        elect(GOOD_G, np.full((3, 4), "a"), GOOD_BYZ)
+    message = str(exc.value)
+    assert "\n" not in message and "'a'" in message and "real numbers" in message and len(message) < 200
+
+
+def test_integer_seed_as_key_is_the_prng_key_of_that_seed():
+    grads = np.random.default_rng(0).normal(size=(3, 64))
+    byz = np.array([True, False, False])
+    np.testing.assert_array_equal(np.asarray(elect(GOOD_G, grads, byz, "random", key=7)),
+                                  np.asarray(elect(GOOD_G, grads, byz, "random", key=jax.random.PRNGKey(7))))
 
 
 def test_integer_byzantine_mask_is_accepted():

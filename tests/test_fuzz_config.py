@@ -21,11 +21,13 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jax_ec.attacks import ATTACKS, PLACEMENTS
-from jax_ec.config import CODES, PARTITIONINGS, TASKS, ConfigError, ExperimentConfig, config_from_dict, smoke_config
+from jax_ec.config import (CODES, PARTITIONINGS, TASKS, ConfigError, ExperimentConfig, config_from_dict, load_config,
+                           smoke_config)
 from jax_ec.experiment import DivergenceError, run_experiment
 from jax_ec.tasks import make_task
 from jax_ec.plan import group_schemes, make_schemes
@@ -73,7 +75,7 @@ def values(existing_file: str):
     return st.one_of(
         scalars,
         st.lists(st.one_of(st.integers(-2, 8), st.floats(-1, 3), st.sampled_from([None, "x", True])), max_size=4),
-        st.sampled_from([MATRIX, [[1, 0], [0]], [[]], [[2, 0]], [[1]] * 5, [[1, 0, 0]] * 5]),
+        st.sampled_from([MATRIX, [[1, 0], [0]], [[]], [[2, 0]], [[1]] * 5, [[1, 0, 0]] * 5, [[0, 0, 0]] * 5]),
         st.dictionaries(st.sampled_from(["name", "code", "r", "x", 1]), scalars, max_size=2),
         st.lists(st.dictionaries(st.sampled_from(SCHEME_KEYS + ["typo"]), scalars, max_size=3), max_size=2),
     )
@@ -83,11 +85,12 @@ PLAUSIBLE = {  # values that often keep a config valid, so that valid configs ge
     "n": [3, 5, 6, 7, 15], "b": [0, 1, 2, 3], "attack": list(ATTACKS), "placement": list(PLACEMENTS),
     "direction": [1, -1], "trials": [1, 2], "seed": [0, 1, 7], "steps": [1, 2, None], "eval_every": [1, 2, 5],
     "noise_std": [0.0, 0.1], "trial_batching": ["auto", "map", "vmap"], "formulation": ["auto", "dense"],
-    "target": [None, 0.5], "code": list(CODES), "r": [1.0, 2, 2.5], "aggregator": ["vote", "signed_sum",
+    "target": [None, 0.5, 1.0, 80, -0.1], "code": list(CODES), "r": [1.0, 2, 2.5], "aggregator": ["vote", "signed_sum",
     "median", "mean", "repetition"], "rho": [1.0, 0.5], "lr": [0.01, 1e-3], "shuffle": [True, False, "False"],
     "worker_momentum": [0.0, 0.9], "momentum": [0.0, 0.9], "weight_decay": [0.0, 1e-4], "hidden": [[4], [], 3],
     "num_classes": [2, 3], "num_features": [2, 4], "num_samples": [64, 96], "batch_size": [15, 20, 30, 225],
     "partitioning": list(PARTITIONINGS), "nonempty_rows": [True, False], "lr_boundaries": [[], [1], [1, 2]],
+    "n_train": [1500, 26325], "eval_every_epochs": [None, 0.5, 1e-9], "name": ["fuzz", "", "a/b"],
 }
 
 
@@ -129,7 +132,8 @@ def _set(data: dict, path: str, value, delete: bool) -> None:
             node[last] = value
 
 
-FIELD = re.compile(r"(--set [\w.]+|[A-Za-z_0-9]+(\[\d+\])?(\.[A-Za-z_0-9]+(\[\d+\])?)*)")
+# A field: dotted names with list indices and, for a swept scheme, its grid point (schemes[0][b=2].r).
+FIELD = re.compile(r"(--set [\w.]+|[A-Za-z_0-9]+(\[[^\]]+\])*(\.[A-Za-z_0-9]+(\[[^\]]+\])*)*)")
 
 
 def check_message(exc: Exception, data: dict) -> None:
@@ -193,6 +197,45 @@ def test_random_configs_run_or_fail_with_a_field_message(base, data, tmp_path):
     if data.draw(st.booleans()):
         _set(config, data.draw(paths()), None, delete=True)
     check(config, tmp_path)
+
+
+def _yaml_text(config: dict) -> list[str]:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False).splitlines()
+
+
+KEY_LINE = re.compile(r"^\s*[A-Za-z_]\w*:")
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(base=st.sampled_from(["synthetic", "amazon"]), data=st.data())
+def test_random_yaml_files_load_or_fail_with_a_field_message(base, data, tmp_path):
+    """The text of a config file, lines dropped or swapped for other YAML (blank, a comment, a list
+    item, a scalar, broken YAML, numbers in scientific notation, a percentage target) and maybe a
+    mapping key's line written twice: it loads, or fails with one ConfigError naming a field or
+    ``config``; a key written twice in one mapping is always refused as a repeated key."""
+    lines = _yaml_text(SYNTHETIC if base == "synthetic" else AMAZON)
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        if data.draw(st.booleans()) and len(lines) > 1:
+            del lines[i]
+        else:
+            lines[i] = data.draw(st.sampled_from(["", "# a comment", "- 1", "just text", "null", "{}", "x: [1, 2",
+                                                  "trials: 1e3", "steps: 1e3", "target: 80", "  lr: 1e-3"]))
+    keys = [i for i, line in enumerate(lines) if KEY_LINE.match(line)]
+    repeated = data.draw(st.sampled_from(keys)) if keys and data.draw(st.booleans()) else None
+    if repeated is not None:
+        lines.insert(repeated + 1, lines[repeated])      # the same key again, in the same mapping
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        check_message(exc, {})
+        if repeated is not None:
+            assert "repeated key" in str(exc) or "is not valid YAML" in str(exc), str(exc)
+        return
+    assert repeated is None, f"a repeated key was accepted: {lines[repeated]!r}"
 
 
 def test_valid_examples_were_run():

@@ -44,3 +44,41 @@ def test_iteration_time_is_the_busiest_worker_plus_communication():
     (scheme,) = make_schemes(cfg, 200)
     G = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0] * 5, [1] * 5, [0, 0, 0, 0, 1]])
     assert iteration_time(scheme, G, 64) == 5 * 0.5 * 2.0 + 64 / 32.0
+
+
+def test_a_partition_no_worker_holds_is_warned():
+    import pytest
+    from jax_ec.plan import UnusedDataWarning
+    cfg = config_from_dict(dict(BASE, schemes=[dict(name="m", code="matrix",
+                                                     matrix=[[1, 0, 0, 1], [1, 0, 0, 1], [0, 0, 0, 1], [1, 0, 0, 0],
+                                                             [1, 0, 0, 0]])]))
+    with pytest.warns(UnusedDataWarning, match=r"no worker holds partitions \[1, 2\] \(of k = 4\)"):
+        make_schemes(cfg, 200)
+
+
+def test_a_bernoulli_code_likely_to_draw_all_zero_is_warned():
+    import warnings
+
+    import pytest
+    from jax_ec.plan import UnusedDataWarning
+    cfg = config_from_dict(dict(BASE, schemes=[dict(name="thin", code="bernoulli", r=0.1)]))
+    with pytest.warns(UnusedDataWarning, match=r"all zero with probability \(1 - p\)\^\(n k\) = 0\.6;"):
+        make_schemes(cfg, 200)             # (1 - 0.1/5)^(5 · 5) = 0.603
+    for scheme in (dict(name="r2", code="bernoulli", r=2.0), dict(name="thin", code="bernoulli", r=0.1,
+                                                                   nonempty_rows=True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UnusedDataWarning)
+            make_schemes(config_from_dict(dict(BASE, schemes=[scheme])), 200)
+
+
+def test_run_lengths_the_device_cannot_count_or_evaluate_are_refused():
+    import pytest
+    from jax_ec.config import ConfigError
+    cfg = config_from_dict(dict(BASE, steps=None, epochs=2 ** 30, schemes=[dict(name="u")]))
+    with pytest.raises(ConfigError, match=r"^epochs: got 1073741824; .* more than the 2147483647"):
+        make_schemes(cfg, 200)                       # 5 steps per epoch
+    cfg = config_from_dict(dict(BASE, eval_every_epochs=1e-12, schemes=[dict(name="u")]))
+    with pytest.raises(ConfigError, match=r"^eval_every_epochs: got 1e-12; shorter than one step .* 1/5 = 0\.2"):
+        make_schemes(cfg, 200)
+    assert make_schemes(config_from_dict(dict(BASE, eval_every_epochs=0.2, schemes=[dict(name="u")])), 200)[0] \
+        .eval_steps == (0, 1, 2, 3, 4, 5, 6)

@@ -19,6 +19,7 @@ import importlib
 import csv
 import io
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import jax
@@ -378,23 +379,28 @@ def test_a_non_finite_honest_partition_gradient_is_a_divergence(tmp_path, scheme
 # Known pitfalls of peer code
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flag, field", [
-    ("task.shuffle", lambda c: c.task.shuffle), ("runtime.memory_check", lambda c: c.runtime.memory_check),
-    ("task.download", lambda c: c.task.download), ("task.augment", lambda c: c.task.augment),
-    ("schemes.0.nonempty_rows", lambda c: c.schemes[0].nonempty_rows),
+DIGITS_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "digits_byzantine40.yaml")
+
+
+@pytest.mark.parametrize("flag, field, config", [
+    ("task.shuffle", lambda c: c.task.shuffle, []), ("runtime.memory_check", lambda c: c.runtime.memory_check, []),
+    # image-task fields: refused on the Amazon task, so set on the digits config
+    ("task.download", lambda c: c.task.download, [DIGITS_CONFIG]),
+    ("task.augment", lambda c: c.task.augment, [DIGITS_CONFIG]),
+    ("schemes.2.nonempty_rows", lambda c: c.schemes[2].nonempty_rows, []),   # a Bernoulli scheme
 ])
-def test_boolean_flags_parse_as_booleans_on_the_command_line(flag, field, monkeypatch, tmp_path):
+def test_boolean_flags_parse_as_booleans_on_the_command_line(flag, field, config, monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr("jax_ec.experiment.run_experiment",
                         lambda cfg, out, **kw: seen.append(cfg) or SimpleNamespace(table=lambda: "", out_dir=out))
     for text, value in (("False", False), ("false", False), ("no", False), ("True", True), ("yes", True)):
         with contextlib.redirect_stdout(io.StringIO()):
-            assert main(["run", "--no-progress", "--out", str(tmp_path), "--set", f"{flag}={text}"]) == 0
+            assert main(["run", *config, "--no-progress", "--out", str(tmp_path), "--set", f"{flag}={text}"]) == 0
         assert field(seen[-1]) is value, (flag, text)
     for bad in ("maybe", "2", "[true]"):
         with contextlib.redirect_stderr(io.StringIO()) as err:
-            assert main(["run", "--no-progress", "--out", str(tmp_path), "--set", f"{flag}={bad}"]) == 2
-        assert f"{flag.replace('schemes.0', 'schemes[0]')}: got" in err.getvalue(), (flag, bad)
+            assert main(["run", *config, "--no-progress", "--out", str(tmp_path), "--set", f"{flag}={bad}"]) == 2
+        assert f"{flag.replace('schemes.2', 'schemes[2]')}: got" in err.getvalue(), (flag, bad)
         assert "expected a boolean" in err.getvalue() or "expected bool" in err.getvalue(), (flag, bad)
 
 

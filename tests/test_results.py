@@ -85,6 +85,28 @@ def test_mean_ci_brackets_mean(values, level):
     assert low <= mean <= high
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12), st.floats(0.5, 0.999))
+def test_mean_ci_with_bounds_stays_in_range_and_keeps_the_t_interval_inside(values, level):
+    x = np.array(values)
+    mean, low, high = results.mean_ci(x, level=level, bounds=(0.0, 1.0))
+    _, t_low, t_high = results.mean_ci(x, level=level)
+    assert mean == pytest.approx(x.mean())
+    if len(values) == 1:
+        assert math.isnan(low) and math.isnan(high)
+    else:
+        assert 0.0 <= low <= mean <= high <= 1.0
+        assert (low, high) == (max(t_low, 0.0), min(t_high, 1.0))
+
+
+def test_mean_ci_with_bounds_on_an_axis():
+    x = np.array([[0.03, 0.5, 0.99], [0.8, 0.5, 0.2]])
+    mean, low, high = results.mean_ci(x, axis=0, bounds=(0.0, 1.0))
+    np.testing.assert_allclose(mean, [0.415, 0.5, 0.595])
+    np.testing.assert_array_equal(low, [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(high, [1.0, 0.5, 1.0])
+
+
 # --------------------------------------------------------------------------- time_to_target
 
 
@@ -119,7 +141,7 @@ def test_summarize_columns_and_values():
         "target", "reached", "steps_to_target_mean", "steps_to_target_ci_low",
         "steps_to_target_ci_high", "epochs_to_target_mean", "epochs_to_target_ci_low",
         "epochs_to_target_ci_high", "simtime_to_target_mean", "simtime_to_target_ci_low",
-        "simtime_to_target_ci_high", "final_sim_time_mean", "wall_time_s",
+        "simtime_to_target_ci_high", "final_sim_time_mean", "wall_time_s", "ci_method", "ci_clipped",
     ]  # fmt: skip
     r = rows[0]
     assert (r["scheme"], r["metric"], r["trials"], r["target"]) == ("no_attack", "test_auc", 4, 0.7)
@@ -135,12 +157,43 @@ def test_summarize_columns_and_values():
     assert math.isnan(rows[1]["final_ci_low"]) and math.isnan(rows[1]["final_std"])
 
 
+def test_summary_intervals_stay_in_range_and_say_how():
+    """Two trials far apart (a smoke run): the t-interval of the final accuracy, 0.415 ± 4.98, is
+    clipped to [0, 1]; the steps to the target, to the run's evaluations."""
+    curves = SchemeCurves("s", np.array([0, 1, 2]), np.array([[0.0, 1.0, 2.0], [0.0, 1.5, 3.0]]), np.zeros((2, 3)),
+                          np.array([[0.5, 0.6, 0.03], [0.1, 0.2, 0.8]]), "test_accuracy", epoch=np.array([0, 0.5, 1]))
+    (row,) = results.summarize([curves], target=0.55)
+    assert row["ci_method"] == results.CI_METHOD == "student_t_clipped"
+    assert (row["final_mean"], row["final_ci_low"], row["final_ci_high"]) == (pytest.approx(0.415), 0.0, 1.0)
+    # Trial 0 reaches 0.55 at step 1, trial 1 at step 2: 1.5 ± 6.35, clipped to the steps [0, 2].
+    assert (row["steps_to_target_mean"], row["steps_to_target_ci_low"], row["steps_to_target_ci_high"]) == (1.5, 0, 2)
+    assert (row["epochs_to_target_ci_low"], row["epochs_to_target_ci_high"]) == (0, 1)
+    assert (row["simtime_to_target_ci_low"], row["simtime_to_target_ci_high"]) == (0, 3)
+    assert row["ci_clipped"] == "final steps_to_target epochs_to_target simtime_to_target"
+    table = results.format_summary_table([row])
+    assert "0.415 [0, 1]*" in table and "1.5 [0, 2]*" in table
+    assert table.splitlines()[-1] == ("95% CI (student_t_clipped): the Student-t interval of the mean over the trials, "
+                                      "clipped to the possible range (test_accuracy in [0, 1]; times to target within "
+                                      "the run); * marks an interval the range clipped.")
+
+
+def test_summary_of_an_unbounded_metric_keeps_the_t_interval():
+    curves = SchemeCurves("s", np.array([0, 1]), np.zeros((3, 2)), np.zeros((3, 2)),
+                          np.array([[3.0, -2.0], [1.0, 5.0], [2.0, 0.5]]), "train_loss")
+    (row,) = results.summarize([curves], target=None)
+    assert (row["final_mean"], row["final_ci_low"], row["final_ci_high"]) == pytest.approx(
+        results.mean_ci(np.array([-2.0, 5.0, 0.5])))
+    assert row["final_ci_low"] < -2.0 and row["ci_clipped"] == ""
+    assert "train_loss unbounded" in results.format_summary_table([row])
+
+
 def test_summarize_without_or_unreached_target():
     curves = make_curves()
     for target in (None, 5.0):
         (row,) = results.summarize([curves], target=target)
         for key in results.SUMMARY_COLUMNS[9:18]:
             assert math.isnan(row[key]), key
+        assert "to_target" not in row["ci_clipped"]
     (row,) = results.summarize([curves], target=None)
     assert math.isnan(row["target"]) and math.isnan(row["reached"])
     (row,) = results.summarize([curves], target=5.0)
@@ -206,6 +259,14 @@ def test_metrics_csv_rejects_bad_input(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="header"):
         results.read_metrics_csv(bad)
+    short = tmp_path / "short.csv"
+    short.write_text("scheme,trial,step,sim_time,wall_time,metric_name,metric\ns,0,1,1.0,0.0,auc\n")
+    with pytest.raises(ValueError, match=r"short\.csv, line 2: 6 fields; expected 7"):
+        results.read_metrics_csv(short)
+    text = tmp_path / "text.csv"
+    text.write_text("scheme,trial,step,sim_time,wall_time,metric_name,metric\ns,0,one,1.0,0.0,auc,0.5\n")
+    with pytest.raises(ValueError, match=r"text\.csv, line 2: invalid literal .*'one'"):
+        results.read_metrics_csv(text)
     ragged = tmp_path / "ragged.csv"
     ragged.write_text(
         "scheme,trial,step,sim_time,wall_time,metric_name,metric\n"

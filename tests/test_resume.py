@@ -102,7 +102,7 @@ def reference(config_path, env, tmp_path_factory):
     return out
 
 
-def kill_at(config_path, env, out: Path, hook: str) -> None:
+def kill_at(config_path, env, out: Path, hook: str, into_empty: bool = True) -> None:
     """Start a run that pauses after its first ``hook`` call, wait for it, SIGKILL it."""
     marker = out.parent / f"{out.name}.paused"
     proc = subprocess.Popen([sys.executable, "-c", PAUSING_CLI, "run", *cli(config_path, out)],
@@ -124,7 +124,8 @@ def kill_at(config_path, env, out: Path, hook: str) -> None:
             proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "metrics.csv").exists()  # nothing final was written
+    if into_empty:
+        assert not (out / "metrics.csv").exists()  # nothing final was written
 
 
 def checkpoint_meta(path: Path) -> dict:
@@ -137,17 +138,18 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, co
     out = tmp_path / "run"
     kill_at(config_path, env, out, hook)
     ckpt = out / CHECKPOINT_DIR
-    assert sorted(p.name for p in ckpt.iterdir()) == ["group0.npz"]  # no torn or temporary file
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.yaml", "group0.npz"]  # no torn or temporary file
     meta = checkpoint_meta(ckpt / "group0.npz")
     if hook == "save_progress":
         assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (False, 1, 2)
         # The same folder with another config is refused with one line before anything runs.
-        before = (ckpt / "group0.npz").read_bytes(), (out / "config.yaml").read_text()
+        before = (ckpt / "group0.npz").read_bytes(), (ckpt / "config.yaml").read_text()
+        assert not (out / "config.yaml").exists()    # nothing is published before the run finishes
         assert main(["run", *cli(config_path, out), "--set", "seed=4"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("jax-ec: error: checkpoints: "), err
-        assert "different config" in err[0] and "--fresh" in err[0]
-        assert ((ckpt / "group0.npz").read_bytes(), (out / "config.yaml").read_text()) == before
+        assert "different config (seed: " in err[0] and "--fresh" in err[0]   # names the field that differs
+        assert ((ckpt / "group0.npz").read_bytes(), (ckpt / "config.yaml").read_text()) == before
     else:
         assert (meta["finished"], meta["chunks_done"], meta["steps_done"]) == (True, 6, 12)
 
@@ -167,6 +169,21 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(hook, reference, co
         assert [r[:-1] for r in csv.reader(f)] == [r[:-1] for r in csv.reader(g)]  # wall_time_s is last
     assert not ckpt.exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("hook", ["note_config", "save_progress", "save_finished"],
+                         ids=["before_compiling", "mid_group", "between_groups"])
+def test_a_kill_leaves_a_finished_folder_byte_identical(hook, reference, config_path, env, tmp_path):
+    """A second run into a finished folder, killed before compiling, mid-group or between groups,
+    leaves the published files as they were (its checkpoints live in the hidden .jax_ec/)."""
+    import shutil
+    from jax_ec.folder import check_published
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    kill_at(config_path, env, out, hook, into_empty=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert check_published(out) == []
 
 
 def test_fresh_discards_checkpoints_and_resume_refuses_foreign_files(config_path, tmp_path, capsys):
@@ -210,7 +227,7 @@ def test_atomic_write_keeps_the_previous_checkpoint_on_failure(tmp_path):
 
 def test_damaged_or_foreign_checkpoint_is_refused(tmp_path):
     cfg = config_from_dict(CONFIG)
-    ck = Checkpointer(tmp_path, cfg)
+    ck = Checkpointer(tmp_path / CHECKPOINT_DIR, cfg)
     ck.directory.mkdir(parents=True)
     (ck.directory / "group0.npz").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match=r"^checkpoints: .*not a readable jax_ec checkpoint.*--fresh"):
@@ -243,7 +260,7 @@ def test_state_with_wrong_shapes_is_refused(tmp_path):
     import jax.numpy as jnp
 
     cfg = config_from_dict(CONFIG)
-    ck = Checkpointer(tmp_path, cfg)
+    ck = Checkpointer(tmp_path / CHECKPOINT_DIR, cfg)
     ids = np.arange(2)
     state = {"w": jnp.zeros((2, 3)), "step": jnp.zeros((2,), jnp.int32)}
     ck.save_progress("group0", ("uncoded",), ids, state, np.zeros((2, 2)), np.zeros(2), 1, 2, 0.0)
@@ -256,17 +273,91 @@ def test_state_with_wrong_shapes_is_refused(tmp_path):
         ck.load("group0", ("uncoded",), np.arange(3), 6, lambda: state)
     with pytest.raises(CheckpointError, match=r"schemes \['uncoded'\]"):
         ck.load("group0", ("uncoded", "bern"), ids, 6, lambda: state)
-    other = Checkpointer(tmp_path, config_from_dict({**CONFIG, "seed": 9}))
+    other = Checkpointer(tmp_path / CHECKPOINT_DIR, config_from_dict({**CONFIG, "seed": 9}))
     with pytest.raises(CheckpointError, match="different config"):
         other.load("group0", ("uncoded",), ids, 6, lambda: state)
 
 
 def test_checkpoint_interval_counts_from_the_scheme_start(tmp_path):
-    ck = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=60)
+    ck = Checkpointer(tmp_path / CHECKPOINT_DIR, config_from_dict(CONFIG), every_s=60)
     ck.start("s", 100.0)
     assert not ck.due("s", 130.0) and ck.due("s", 160.0)
     ck.save_progress("s", ("s",), np.arange(2), {"w": np.zeros((2, 1))}, np.zeros((2, 2)), np.zeros(2), 1, 2, now=160.0)
     assert ck.saved_step("s") == 2 and not ck.due("s", 200.0) and ck.due("s", 221.0)
-    every_chunk = Checkpointer(tmp_path, config_from_dict(CONFIG), every_s=0)
+    every_chunk = Checkpointer(tmp_path / CHECKPOINT_DIR, config_from_dict(CONFIG), every_s=0)
     every_chunk.start("s", 100.0)
     assert every_chunk.due("s", 100.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: a stop at the next safe point, one line, the progress kept
+# ---------------------------------------------------------------------------------------------
+
+# Runs the CLI in a child process that checkpoints after every chunk and signals itself right
+# after its first mid-group checkpoint (SIGNALS: the signal names, sent one after the other).
+SIGNALLING_CLI = """
+import os, signal, sys
+import jax_ec.checkpoint as ck
+ck.Checkpointer.due = lambda self, scheme, now: True
+hook = os.environ.get("SIGNAL_AFTER", "save_progress")
+original, sent = getattr(ck.Checkpointer, hook), []
+def save_then_signal(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    if not sent:
+        sent.append(1)
+        for name in os.environ["SIGNALS"].split(","):
+            os.kill(os.getpid(), getattr(signal, name))
+setattr(ck.Checkpointer, hook, save_then_signal)
+from jax_ec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def signalled_run(config_path, env, out: Path, signals: str, after: str = "save_progress"
+                  ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SIGNALLING_CLI, "run", *cli(config_path, out)],
+                          env={**env, "SIGNALS": signals, "SIGNAL_AFTER": after}, cwd=out.parent, capture_output=True, text=True,
+                          timeout=WAIT_S)
+
+
+def test_ctrl_c_stops_at_a_safe_point_with_one_line_and_the_same_command_resumes(reference, config_path, env,
+                                                                                  tmp_path):
+    out = tmp_path / "run"
+    proc = signalled_run(config_path, env, out, "SIGINT")
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, lines     # the acknowledgement, then what was kept and how to resume
+    assert lines[0].startswith("jax-ec: SIGINT: stopping at the next safe point")
+    assert lines[1].startswith("jax-ec: interrupted; 0 of 3 schemes done") and "resume with the same command" in lines[1]
+    assert not (out / "metrics.csv").exists() and not (out / "run.json").exists()   # nothing half-published
+    meta = checkpoint_meta(out / CHECKPOINT_DIR / "group0.npz")
+    assert meta["finished"] is False and meta["steps_done"] >= 2       # the chunk in flight was saved too
+    proc = run_cli(cli(config_path, out), env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert metrics_without_wall_time(out) == metrics_without_wall_time(reference)
+    assert not (out / ".jax_ec").exists()
+
+
+def test_ctrl_c_before_compiling_stops_cleanly(config_path, env, tmp_path):
+    out = tmp_path / "early"
+    proc = signalled_run(config_path, env, out, "SIGINT", after="note_config")
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("jax-ec: interrupted; 0 of 3 schemes done (the next group "
+                                                           "had not started)")
+    assert not (out / "metrics.csv").exists()
+
+
+def test_sigterm_stops_with_143_and_a_second_signal_stops_at_once(config_path, env, tmp_path):
+    out = tmp_path / "term"
+    proc = signalled_run(config_path, env, out, "SIGTERM")
+    assert proc.returncode == 143, proc.stderr
+    assert "Traceback" not in proc.stderr and "jax-ec: interrupted; " in proc.stderr
+    out2 = tmp_path / "twice"
+    proc = signalled_run(config_path, env, out2, "SIGINT,SIGINT")
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "SIGINT again: stopped at once" in proc.stderr
+    assert not (out2 / "metrics.csv").exists()
+    assert (out2 / CHECKPOINT_DIR / "group0.npz").exists()   # the last checkpoint stays for a resume

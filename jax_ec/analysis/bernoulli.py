@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from functools import partial
 from typing import NamedTuple, Sequence
 
@@ -77,7 +76,7 @@ from scipy import stats
 
 from .. import _checks
 from ..attacks import ATTACKS, most_loaded_placement, uniform_placement
-from ..codes import draw_bernoulli
+from ..codes import check_nonempty_rows, draw_bernoulli, min_nonempty_p
 from ..election import election, local_votes
 from ..results import mean_ci
 
@@ -130,8 +129,8 @@ def _check_prob(name: str, value: object, open_ends: bool = False) -> float:
     return _checks.probability(name, value, open_ends)
 
 
-def _check_attack(attack: object) -> str:
-    return _checks.one_of("attack", attack, ATTACK_NAMES, what="attack")
+def _check_attack(attack: object, name: str = "attack") -> str:
+    return _checks.one_of(name, attack, ATTACK_NAMES, what="attack")
 
 
 def _check_placement(placement: object) -> str:
@@ -142,7 +141,7 @@ def _check_direction(direction: object) -> int:
     return _checks.sign("direction", direction)
 
 
-def _parse_sign_model(sign_model: object) -> tuple[str, float]:
+def _parse_sign_model(sign_model: object, name: str = "sign_model") -> tuple[str, float]:
     """``"uniform"`` → ("uniform", 0.5); ``("correct", q)`` or ``"correct:q"`` → ("correct", q)."""
     allowed = "allowed: 'uniform', ('correct', q) or 'correct:q' with q in [0, 1]"
     if isinstance(sign_model, str):
@@ -153,12 +152,12 @@ def _parse_sign_model(sign_model: object) -> tuple[str, float]:
             try:
                 q = float(tail)
             except ValueError:
-                raise ValueError(f"sign_model: got {sign_model!r}; {allowed}") from None
-            return "correct", _check_prob("sign_model q", q)
-        raise ValueError(f"sign_model: unknown sign model {sign_model!r}; {allowed}")
+                raise ValueError(f"{name}: got {sign_model!r}; {allowed}") from None
+            return "correct", _check_prob(f"{name} q", q)
+        raise ValueError(f"{name}: unknown sign model {sign_model!r}; {allowed}")
     if isinstance(sign_model, (tuple, list)) and len(sign_model) == 2 and sign_model[0] == "correct":
-        return "correct", _check_prob("sign_model q", sign_model[1])
-    raise ValueError(f"sign_model: unknown sign model {sign_model!r}; {allowed}")
+        return "correct", _check_prob(f"{name} q", sign_model[1])
+    raise ValueError(f"{name}: unknown sign model {_checks.brief(sign_model)}; {allowed}")
 
 
 def _as_key(key: object) -> jax.Array:
@@ -166,16 +165,45 @@ def _as_key(key: object) -> jax.Array:
     return _checks.prng_key("key", key)
 
 
-def _resolve_b(n: int, b: object, b_fraction: object) -> int:
+def _resolve_b(n: int, b: object, b_fraction: object, names: tuple[str, str] = ("b", "b_fraction")) -> int:
+    """``b``, or ``floor(b_fraction · n)``: a count in ``[0, n − 1]`` (exactly one of them given)."""
     if (b is None) == (b_fraction is None):
-        raise ValueError("b: give exactly one of b (a count) and b_fraction (a fraction of n)")
+        raise ValueError(f"{names[0]}: give exactly one of {names[0]} (a count) and {names[1]} (a fraction of n)")
     if b_fraction is not None:
-        frac = _check_prob("b_fraction", b_fraction)
+        frac = _check_prob(names[1], b_fraction)
         b = int(math.floor(frac * n + 1e-9))
         if b >= n:
-            raise ValueError(f"b_fraction: got {b_fraction!r}; floor(b_fraction · n) = {b} must be < n = {n}")
+            raise ValueError(f"{names[1]}: got {b_fraction!r}; floor({names[1]} · n) = {b} must be < n = {n}")
         return b
-    return _check_int("b", b, 0, n - 1)
+    return _check_int(names[0], b, 0, n - 1)
+
+
+# Largest memory of one draw's intermediates (code, votes, patterns) in the Monte Carlo estimators.
+MAX_DRAW_BYTES = 2 ** 31
+# Most draws per estimate: draw indices are uint32 and the per-draw results one float32 each.
+MAX_DRAWS = 2 ** 28
+
+
+def _draw_bytes(n: int, k: int, patterns: int) -> int:
+    """Bytes of one draw's float32 intermediates: the code and its votes (3·n·k), the patterns
+    (2·k·patterns) and the local votes and messages (3·n·patterns)."""
+    return 4 * (3 * n * k + 2 * k * patterns + 3 * n * patterns)
+
+
+def _check_draw_size(n: int, k: int, patterns: int, name: str = "n") -> None:
+    size = _draw_bytes(n, k, patterns)
+    if size > MAX_DRAW_BYTES:
+        raise ValueError(f"{name}: one draw with n = {n} workers, k = {k} partitions and {patterns} patterns needs "
+                         f"{size / 2**30:.3g} GiB of intermediates; expected at most "
+                         f"{MAX_DRAW_BYTES / 2**30:g} GiB (fewer workers, partitions or patterns per draw)")
+
+
+def _check_nonempty(nonempty_rows: object, n: int, k: int, p: float | None) -> bool:
+    """``nonempty_rows`` as a bool; at ``p`` (when given) the redraws must stay bounded."""
+    nonempty_rows = _checks.flag("nonempty_rows", nonempty_rows)
+    if nonempty_rows and p is not None:
+        check_nonempty_rows(n, k, p)
+    return nonempty_rows
 
 
 def _common_args(n, k, b, attack, sign_model, placement, direction):
@@ -228,8 +256,7 @@ def _worst_case_fail(C, ref, b):
 
 
 def _chunk(n: int, k: int, patterns: int, draws: int) -> int:
-    per_draw = 4 * (3 * n * k + 2 * k * patterns + 3 * n * patterns)
-    return int(max(1, min(draws, _MEMORY_BUDGET // per_draw)))
+    return int(max(1, min(draws, _MEMORY_BUDGET // _draw_bytes(n, k, patterns))))
 
 
 @partial(jax.jit, static_argnames=("n", "k", "draws", "patterns", "attack", "kind", "placement",
@@ -256,7 +283,7 @@ def _failure_rates(key, p, b, q, direction, *, n, k, draws, patterns, attack, ki
 def _estimate_from_rates(rates: np.ndarray, patterns: int, level: float) -> Estimate:
     rates = np.asarray(rates, dtype=np.float64)
     D = rates.size
-    mean, low, high = (float(x) for x in mean_ci(rates, level=level))
+    mean, low, high = (float(x) for x in mean_ci(rates, level=level, bounds=(0.0, 1.0)))  # a rate: clipped to [0, 1]
     alpha = 1.0 - level
     if np.all(rates == 0.0):
         low, high = 0.0, 1.0 - (alpha / 2.0) ** (1.0 / D)
@@ -291,10 +318,12 @@ def failure_probability(key, n: int, p: float, b: int, attack: str = "reverse", 
     n, k, b, attack, sign, placement, direction = _common_args(n, k, b, attack, sign_model, placement,
                                                                direction)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 2)
+    draws = _check_int("draws", draws, 2, MAX_DRAWS)
     patterns = _check_int("patterns_per_draw", patterns_per_draw, 1)
-    _check_prob("level", level, open_ends=True)
-    rates = _rates(key, n, k, p, b, attack, sign, placement, bool(nonempty_rows), direction, draws, patterns)
+    level = _check_prob("level", level, open_ends=True)
+    nonempty_rows = _check_nonempty(nonempty_rows, n, k, p)
+    _check_draw_size(n, k, patterns)
+    rates = _rates(key, n, k, p, b, attack, sign, placement, nonempty_rows, direction, draws, patterns)
     return _estimate_from_rates(rates, patterns, level)
 
 
@@ -315,9 +344,11 @@ def draw_trials(key, n: int, p: float, b: int, k: int | None = None, draws: int 
     k = n if k is None else _check_int("k", k, 1)
     b = _check_int("b", b, 0, n - 1)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 1)
+    draws = _check_int("draws", draws, 1, MAX_DRAWS)
+    _checks.matrix_size("draws", draws * n, k)
     G, byz = _draw_trials(key, jnp.float32(p), jnp.int32(b), n=n, k=k, draws=draws,
-                          placement=_check_placement(placement), nonempty_rows=bool(nonempty_rows))
+                          placement=_check_placement(placement),
+                          nonempty_rows=_check_nonempty(nonempty_rows, n, k, p))
     return np.asarray(G, dtype=np.int8), np.asarray(byz, dtype=bool)
 
 
@@ -414,7 +445,7 @@ def exact_failure_probability(G, b: int, attack: str = "reverse", sign_model: ob
     :func:`draw_trials`); otherwise ``most_loaded`` uses the most loaded workers and ``uniform``
     averages over all ``C(n, b)`` sets. The random attack's messages are averaged exactly.
     """
-    arr = np.asarray(G)
+    arr = np.asarray(_checks.real_array("G", G, "a 0/1 matrix (n, k) or a batch (D, n, k)"))
     single = arr.ndim == 2
     if arr.ndim not in (2, 3) or not np.isin(arr, (0, 1)).all():
         raise ValueError(f"G: has shape {arr.shape}; expected a 0/1 matrix (n, k) or a batch (D, n, k)")
@@ -448,6 +479,7 @@ def exact_expected_failure_probability(n: int, p: float, b: int, attack: str = "
     n = _check_int("n", n, 1)
     k = n if k is None else _check_int("k", k, 1)
     p = _check_prob("p", p)
+    nonempty_rows = _checks.flag("nonempty_rows", nonempty_rows)
     if n * k > 16:
         raise ValueError(f"n: n·k = {n * k}; enumerating all 2^(n·k) codes needs n·k <= 16")
     bits = (np.arange(2 ** (n * k))[:, None] >> np.arange(n * k)[None, :]) & 1
@@ -488,6 +520,8 @@ def smallest_p(key, n: int, target: float, b: int | None = None, b_fraction: flo
     Returns ``0.0`` when ``f(0) ≤ target`` and ``nan`` when even ``f(1) > target`` (e.g. ``b ≥ n/2``
     with the reverse attack, or a ``correct`` sign model whose partition majority itself is too often
     wrong). Resolution of ``f``: ``1 / (draws · patterns_per_draw)``; keep it well below ``target``.
+    With ``nonempty_rows`` the grid starts at the first point ``≥`` :func:`jax_ec.codes.min_nonempty_p`
+    (below it a draw without an empty row is too rare to wait for), returned when it meets the target.
     """
     key = _as_key(key)
     n = _check_int("n", n, 1)
@@ -495,19 +529,23 @@ def smallest_p(key, n: int, target: float, b: int | None = None, b_fraction: flo
     n, k, b, attack, sign, placement, direction = _common_args(n, k, b, attack, sign_model, placement,
                                                                direction)
     target = _check_prob("target", target, open_ends=True)
-    draws = _check_int("draws", draws, 2)
+    draws = _check_int("draws", draws, 2, MAX_DRAWS)
     patterns = _check_int("patterns_per_draw", patterns_per_draw, 1)
     m = _check_int("resolution_bits", resolution_bits, 1, 20)
+    nonempty_rows = _check_nonempty(nonempty_rows, n, k, None)
+    _check_draw_size(n, k, patterns)
+    # with nonempty_rows, grid points below min_nonempty_p would redraw (nearly) for ever
+    start = math.ceil(min_nonempty_p(n, k) * 2**m) if nonempty_rows else 0
 
     def f(p: float) -> float:
-        return float(_rates(key, n, k, p, b, attack, sign, placement, bool(nonempty_rows), direction,
+        return float(_rates(key, n, k, p, b, attack, sign, placement, nonempty_rows, direction,
                             draws, patterns).mean())
 
     if f(1.0) > target:
         return math.nan
-    if f(0.0) <= target:
-        return 0.0
-    lo, hi = 0, 2**m  # in units of 2^-m
+    if f(start / 2**m) <= target:
+        return start / 2**m
+    lo, hi = start, 2**m  # in units of 2^-m
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if f(mid / 2**m) <= target:
@@ -542,20 +580,24 @@ def _clopper_pearson(successes: int, trials: int, level: float) -> tuple[float, 
     return low, high
 
 
+def _check_eps(eps_grid: object) -> list[float]:
+    """The deviations ``ε``: one number or a non-empty sequence of them, each finite and > 0."""
+    values = np.atleast_1d(np.asarray(eps_grid, dtype=object)).tolist() if not isinstance(eps_grid, str) else [eps_grid]
+    if not values:
+        raise ValueError("eps: got no value; expected at least one deviation ε > 0")
+    return [_checks.number("eps", e, 0, low_open=True) for e in values]
+
+
 def load_deviation_curve(key, n: int, p: float, eps_grid: Sequence[float], draws: int = 2000,
                          level: float = 0.95) -> list[Estimate]:
     """:func:`load_deviation` for every ``ε`` of ``eps_grid`` on the same loads (one jitted draw)."""
     key = _as_key(key)
     n = _check_int("n", n, 1)
     p = _check_prob("p", p)
-    draws = _check_int("draws", draws, 1)
-    _check_prob("level", level, open_ends=True)
-    eps_list = []
-    for e in np.atleast_1d(np.asarray(eps_grid, dtype=object)).tolist():
-        if isinstance(e, bool) or not isinstance(e, (numbers.Real, np.floating)) or not (
-                math.isfinite(float(e)) and float(e) > 0):
-            raise ValueError(f"eps: got {e!r}; expected a finite value > 0")
-        eps_list.append(float(e))
+    draws = _check_int("draws", draws, 1, MAX_DRAWS)
+    level = _check_prob("level", level, open_ends=True)
+    eps_list = _check_eps(eps_grid)
+    _checks.matrix_size("n", n, n)
     batch = int(max(1, min(draws, _MEMORY_BUDGET // (8 * n * n))))
     loads = np.asarray(_loads(key, jnp.float32(p), n=n, draws=draws, batch=batch), dtype=np.float64)
     trials = loads.size
@@ -581,11 +623,18 @@ def load_deviation(key, n: int, p: float, eps: float, draws: int = 2000, level: 
 
 def hoeffding_bound(n: int, eps: float | np.ndarray) -> float | np.ndarray:
     """Hoeffding: ``P(|Σ_j X_j − np| ≥ nε) ≤ 2·exp(−2ε²n)`` for ``n`` independent ``X_j ∈ [0, 1]``."""
+    n = _check_int("n", n, 1)
+    eps = _checks.real_array("eps", eps, "finite numbers >= 0 (deviations ε)", kinds="iuf")
+    if not (np.all(np.isfinite(eps)) and np.all(np.asarray(eps) >= 0)):
+        raise ValueError(f"eps: got {_checks.brief(eps)}; expected finite numbers >= 0 (deviations ε)")
     return 2.0 * np.exp(-2.0 * np.square(eps) * n)
 
 
 def load_deviation_exact(n: int, p: float, eps: float) -> float:
     """The exact tail ``P(|L − np| ≥ nε)`` for ``L ~ Binomial(n, p)`` (same boundary rule as the estimate)."""
+    n = _check_int("n", n, 1)
+    p = _check_prob("p", p)
+    eps = _checks.number("eps", eps, 0, low_open=True)
     values = np.arange(n + 1, dtype=np.float64)
     return float(stats.binom.pmf(values, n, p)[_deviates(values, n, p, eps)].sum())
 

@@ -44,10 +44,11 @@ the worst case is the adversary's best split of ``β`` minuses; a minus on a pla
 on a fixed singleton 1, and moving one minus out of an even set loses at most 1, so an optimal split
 fills the plain singletons first, then the fixed ones.)
 
-:func:`deterministic` returns the code of this family with the fewest ones that satisfies (2),
-found by an exact search over the multiset ``E`` (incremental knapsack tables, pruned by
-``V_E(β) ≤ T``) and the counts ``x, φ, i``; every partition is held by at least one worker and
-(unless ``allow_idle``) every worker holds at least one partition. Explicit members:
+:func:`deterministic` returns the code of this family with the fewest ones that satisfies (2);
+every partition is held by at least one worker and (unless ``allow_idle``) every worker holds at
+least one partition. The search is exact and polynomial (:func:`_search`): the knapsack value
+``V_E(c)`` exceeds a bound ``T'`` iff the ``⌈(T' + 1)/2⌉`` smallest sets are cheap enough to flip,
+so for given counts ``x, i`` the best ``E`` is a balanced one, in closed form. Explicit members:
 
 * ``b = 0``: ``G = I`` (``x = n`` singletons; ``V = 2β = n − 1 = T`` for odd ``n``).
 * odd ``n``, ``1 ≤ b ≤ (n − 1)/4``: ``x = β − 2b`` singletons, ``y = ⌊(β + 2b + 1)/2⌋`` pairs,
@@ -70,13 +71,12 @@ from .. import _checks
 __all__ = ["Design", "deterministic", "deterministic_design", "repetition"]
 
 
-def _check_nb(n: object, b: object) -> tuple[int, int]:
-    n = _checks.integer("n", n, 1, hint=" (workers)")
-    b = _checks.integer("b", b, hint=f" with 0 <= b < n/2 = {n / 2:g}")
-    if not 0 <= 2 * b < n:
-        raise ValueError(f"b: got {b}; a perfectly b-tolerant code with n = {n} workers needs "
-                         f"0 <= b < n/2 = {n / 2:g}")
-    return n, b
+def check_nb(n: object, b: object, n_name: str = "n", b_name: str = "b") -> tuple[int, int]:
+    """``n >= 1`` workers and ``0 <= b < n/2`` Byzantine workers: the range of perfectly
+    b-tolerant codes (``T = n − 2b − 1 >= 0``)."""
+    n = _checks.integer(n_name, n, 1, hint=" (workers)")
+    return n, _checks.integer(b_name, b, 0, (n - 1) // 2,
+                              hint=f" (a perfectly b-tolerant code with n = {n} workers needs b < n/2)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,72 +127,134 @@ def _add_even_set(V: list[int], size: int) -> list[int]:
     return out
 
 
-def _value(VE: list[int], beta: int, x: int, phi: int, idle: int) -> int:
-    """Left-hand side of (2): the worst ``2B + Z`` of the code."""
+def _knapsack_table(E: tuple[int, ...], beta: int) -> list[int]:
+    """``V_E(c)`` for ``c = 0 .. β``."""
+    V = [0] * (beta + 1)
+    for size in E:
+        V = _add_even_set(V, size)
+    return V
+
+
+def _value(VE, beta: int, x: int, phi: int, idle: int) -> int:
+    """Left-hand side of (2): the worst ``2B + Z`` of the code (``VE[c] = V_E(c)``)."""
     s = min(x - phi, beta)
     f = min(phi, beta - s)
     return idle + phi + 2 * s + f + VE[beta - s - f]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sets:
+    """The cheapest multiset ``E`` of ``m`` even sets whose ``u`` smallest have half-sizes summing
+    to at least ``A`` (``u = 0``: ``m`` pairs): the ``u`` smallest balanced with half-sizes summing
+    to ``A``, the others of half-size ``⌈A/u⌉``."""
+
+    m: int
+    u: int = 0
+    A: int = 0
+
+    @property
+    def top(self) -> int:
+        return -(-self.A // self.u) if self.u else 1
+
+    def sizes(self) -> tuple[int, ...]:
+        """The sizes, non-increasing."""
+        if not self.u:
+            return (2,) * self.m
+        q, r = divmod(self.A, self.u)
+        return (2 * self.top,) * (self.m - self.u + r) + (2 * q,) * (self.u - r)
+
+
+def _fixers(odd: bool, x, w_all, idle: int, beta: int, T: int):
+    """The most fixers ``φ ≤ min(x, w_all)`` for which (2) holds (−1: none), given ``x`` singletons,
+    ``idle`` idle workers and (for ``x ≤ β``) light sets satisfying (2); elementwise over arrays.
+
+    For ``x ≤ β``, (2) reads ``idle + 2x + V_E(β − x) ≤ T`` whatever ``φ``. For ``x > β`` the
+    minuses all land on singletons (``V_E(0) = 0``): the left-hand side is ``idle + 2β + φ`` for
+    ``φ ≤ x − β`` and ``idle + x + β`` beyond."""
+    phi_max = np.minimum(x, w_all) if odd else np.zeros_like(x)
+    over = np.where((idle + x + beta <= T) & (phi_max > x - beta), phi_max,
+                    np.maximum(np.minimum(np.minimum(phi_max, x - beta), T - idle - 2 * beta), -1))
+    return np.where(x <= beta, phi_max, over)
+
+
+_BLOCK = 2 ** 18   # (idle, x) cells evaluated at once by _search
+
+
 @lru_cache(maxsize=None)
 def _search(n: int, b: int, allow_idle: bool) -> Design:
+    """The member of the family with the fewest ones satisfying (2), in ``O(n)`` vectorised steps
+    (``O(n²)`` with idle workers): every count of idle workers and singletons at once.
+
+    For given counts of idle workers and singletons, (2) constrains ``E`` only through
+    ``V_E(c) ≤ T'``. As the values are 0, 1, 2 per set (nothing, a tie at price ``a``, a flip at
+    price ``a + 1`` for a set of size ``2a``), the cheapest way to reach value ``v`` is to flip the
+    ``⌈v/2⌉`` smallest sets (a tie instead of the last flip for odd ``v``):
+    ``price(v) = Σ_{⌈v/2⌉ smallest} a + ⌊v/2⌋``. So ``V_E(c) ≤ T'`` iff either ``2|E| ≤ T'`` (any
+    ``E``: pairs are cheapest) or, with ``u = ⌈(T' + 1)/2⌉ ≤ |E|``, the ``u`` smallest half-sizes
+    sum to at least ``A = c − ⌊(T' + 1)/2⌋ + 1``; then the fewest ones for ``m`` sets are those of
+    :class:`_Sets`. The number of ones is convex piecewise linear in ``m`` (kink where the full
+    workers stop outnumbering the singletons, which bounds the fixers), so its minimum over each
+    range of ``m`` is at an end or the kink; ties go to fewer idle workers, more singletons, then
+    the lexicographically smaller ``E``.
+    """
     k = n
     odd = k % 2 == 1
     beta = (k - 1) // 2 if odd else k // 2 - 1
     full_ones = k if odd else k - 1
     T = n - 2 * b - 1
-    max_even = k - 1 if odd else k - 2  # a light set must not be full-type
-    best: list = [None]
-
-    def consider(E: tuple[int, ...], VE: list[int]) -> None:
-        sumE = sum(E)
-        room = k - sumE
-        for idle in range(0, (T if allow_idle else 0) + 1):
-            if VE[beta] + idle > T:
-                break
-            for x in range(min(room, n - len(E) - idle), -1, -1):
-                w_all = n - len(E) - x - idle          # full-type workers incl. fixers
-                phi_max = min(x, w_all) if odd else 0
-                if x <= beta:  # then (2) does not depend on φ: take as many fixers as possible
-                    phi = phi_max
-                    if _value(VE, beta, x, phi, idle) > T:
-                        continue
-                else:
-                    for phi in range(phi_max, -1, -1):
-                        if _value(VE, beta, x, phi, idle) <= T:
-                            break
-                    else:
-                        continue
-                light = len(E) + x
+    max_half = (k - 1 if odd else k - 2) // 2   # a light set must not be full-type
+    best = None                                  # ((ones, idle, -x), sets, idle, x, phi, w_all)
+    x = np.arange(k + 1)[None, :]                # singletons (columns) ...
+    idles = np.arange((T if allow_idle else 0) + 1)
+    block = max(1, _BLOCK // (k + 1))
+    for first in range(0, idles.size, block):
+        idle = idles[first:first + block, None]  # ... by idle workers (rows)
+        room = np.minimum(n - x - idle, (k - x) // 2) if max_half >= 1 else np.zeros_like(x + idle)
+        over = x > beta                          # then E plays no part in (2): pairs
+        Tp = T - idle - 2 * x                    # x ≤ β: (2) is V_E(β − x) ≤ T'
+        u = np.maximum(Tp // 2 + 1, 1)
+        A = np.maximum(beta - x - (Tp + 1) // 2 + 1, u)
+        top = -(-A // u)
+        zero = np.zeros_like(Tp)
+        regimes = [  # (u, A, lo, hi, feasible): m pairs, then m balanced sets
+            (zero, zero, zero, np.where(over, room, np.minimum(u - 1, room)),
+             np.where(over, (idle + 2 * beta <= T) | (idle + x + beta <= T), Tp >= 0)),
+            (u, A, u, np.minimum(n - x - idle, u + (k - x - 2 * A) // (2 * top)),
+             ~over & (Tp >= 0) & (top <= max_half) & (2 * A + x <= k)),
+        ]
+        for ru, rA, lo, hi, ok in regimes:
+            kink = np.clip(n - 2 * x - idle, lo, np.maximum(hi, lo))
+            for m in (lo, hi, np.maximum(lo, hi - 1), kink):
+                w_all = n - m - x - idle         # full-type workers incl. fixers
+                sumE = np.where(ru > 0, 2 * (rA + (m - ru) * top), 2 * m)
+                phi = _fixers(odd, x, w_all, idle, beta, T)
                 ones = w_all * full_ones - phi + sumE + x
-                if not odd and light == 0 and w_all > 0:
-                    ones += 1                          # someone must hold the omitted partition
-                if w_all == 0 and sumE + x < k:
-                    continue                           # some partition would be held by nobody
-                key = (ones, idle, -x, E)
-                if best[0] is None or key < best[0][0]:
-                    worst = _value(VE, beta, x, phi, idle)
-                    best[0] = (key, Design(n, b, k, E, x, phi, w_all - phi, idle, worst, ones))
-                break  # fewer singletons only adds full workers
-
-    def rec(E: tuple[int, ...], VE: list[int], max_size: int, room: int) -> None:
-        consider(E, VE)
-        for size in range(min(max_size, room) - (min(max_size, room) % 2), 1, -2):
-            V2 = _add_even_set(VE, size)
-            if V2[beta] > T:
-                continue
-            rec(E + (size,), V2, size, room - size)
-
-    rec((), [0] * (beta + 1), max_even, k)
-    if best[0] is None:  # pragma: no cover - all-full always satisfies (2)
+                if not odd:
+                    ones = ones + ((m + x == 0) & (w_all > 0))   # someone must hold the omitted partition
+                good = (ok & (lo <= hi) & (w_all >= 0) & (sumE + x <= k) & (phi >= 0)
+                        & ~((w_all == 0) & (sumE + x < k)))      # every partition held
+                if not good.any():
+                    continue
+                for r, c in np.argwhere(good & (ones == ones[good].min())):
+                    sets = _Sets(int(m[r, c]), int(ru[r, c]), int(rA[r, c]))
+                    key = (int(ones[r, c]), int(idle[r, 0]), -int(c))
+                    if best is None or key < best[0] or (key == best[0] and sets.sizes() < best[1].sizes()):
+                        best = (key, sets, int(idle[r, 0]), int(c), int(phi[r, c]), int(w_all[r, c]))
+    if best is None:  # pragma: no cover - all-full always satisfies (2)
         raise AssertionError(f"no design found for n={n}, b={b}")
-    return best[0][1]
+    (ones, _, _), sets, idle, x, phi, w_all = best
+    E = sets.sizes()
+    worst = _value(_knapsack_table(E, beta), beta, x, phi, idle)
+    if worst > T:  # pragma: no cover - the exact knapsack re-checks the closed form
+        raise AssertionError(f"internal error: design for n={n}, b={b} has worst cost {worst} > {T}")
+    return Design(n, b, k, E, x, phi, w_all - phi, idle, worst, ones)
 
 
 def deterministic_design(n: int, b: int, allow_idle: bool = False) -> Design:
-    """The structure (:class:`Design`) of :func:`deterministic` ``(n, b, allow_idle)``."""
-    n, b = _check_nb(n, b)
-    return _search(n, b, bool(allow_idle))
+    """The structure (:class:`Design`) of :func:`deterministic` ``(n, b, allow_idle)``, without
+    building the matrix: ``O(n)`` vectorised steps, ``O(n²)`` with ``allow_idle``."""
+    n, b = check_nb(n, b)
+    return _search(n, b, _checks.flag("allow_idle", allow_idle))
 
 
 def _matrix(d: Design) -> np.ndarray:
@@ -235,6 +297,8 @@ def deterministic(n: int, b: int, allow_idle: bool = False) -> np.ndarray:
     Requires ``0 <= b < n/2`` (no code tolerates ``b >= n/2``). Light workers come first (even sets,
     then singletons), then idle workers, fixers and full workers.
     """
+    n, b = check_nb(n, b)
+    _checks.matrix_size("n", n, n)
     return _matrix(deterministic_design(n, b, allow_idle))
 
 
@@ -248,7 +312,8 @@ def repetition(n: int, b: int) -> np.ndarray:
     allocation; DRACO's own layout (groups of ``2b + 1`` workers sharing a block of partitions,
     every worker busy) is *not* b-tolerant under the majority-of-majorities decoder.
     """
-    n, b = _check_nb(n, b)
+    n, b = check_nb(n, b)
+    _checks.matrix_size("n", n, n)
     G = np.zeros((n, n), dtype=np.int8)
     G[: 2 * b + 1] = 1
     return G

@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from .. import _checks
+from .design import check_nb
 from .verify import verify
 
 __all__ = ["SearchResult", "min_redundancy", "brute_force_min_ones", "MAX_SEARCH_K"]
@@ -92,14 +93,12 @@ class SearchResult:
 
 
 def _check_problem(n, b, k):
-    n = _checks.integer("n", n, 1)
-    b = _checks.integer("b", b, 0)
-    if 2 * b >= n:
-        raise ValueError(f"b: got {b}; no code is perfectly b-tolerant with n = {n} workers unless "
-                         f"b < n/2 = {n / 2:g}")
-    k = n if k is None else _checks.integer("k", k, 1)
-    if k > MAX_SEARCH_K:
-        raise ValueError(f"k: got {k}; the exact search has 2^k unknowns and accepts k <= {MAX_SEARCH_K}")
+    n, b = check_nb(n, b)
+    if k is None and n > MAX_SEARCH_K:
+        raise ValueError(f"n: got {n}, so k = n = {n} partitions; the exact search has 2^k unknowns and accepts "
+                         f"k <= {MAX_SEARCH_K} (give a smaller k)")
+    k = _checks.integer("k", n if k is None else k, 1, MAX_SEARCH_K,
+                        hint=" (partitions: the exact search has 2^k unknowns)")
     return n, b, k
 
 
@@ -135,9 +134,10 @@ def min_redundancy(n: int, b: int, allow_idle: bool = False, k: int | None = Non
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     n, b, k = _check_problem(n, b, k)
-    if not (isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool)
-            and math.isfinite(time_limit) and time_limit > 0):
-        raise ValueError(f"time_limit: got {time_limit!r}; expected seconds > 0")
+    time_limit = _checks.number("time_limit", time_limit, 0, low_open=True, hint=" (seconds)")
+    allow_idle = _checks.flag("allow_idle", allow_idle)
+    if upper_bound is not None:
+        upper_bound = _checks.integer("upper_bound", upper_bound, 0, hint=" (a number of ones)")
     subsets = _subsets(k)
     pats = _minimal_patterns(k)
     s = subsets @ pats.T                                       # (2^k, patterns) local sums
@@ -185,6 +185,7 @@ def brute_force_min_ones(n: int, b: int, k: int, allow_idle: bool = False) -> in
     ``2^k`` patterns, no symmetry used), vectorised with NumPy.
     """
     n, b, k = _check_problem(n, b, k)
+    allow_idle = _checks.flag("allow_idle", allow_idle)
     if n * k > 16:
         raise ValueError(f"n, k: n·k = {n * k} > 16; brute force covers at most 2^16 matrices")
     bits = ((np.arange(2 ** (n * k))[:, None] >> np.arange(n * k)[None, :]) & 1).astype(np.int8)

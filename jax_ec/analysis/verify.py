@@ -58,7 +58,7 @@ import numpy as np
 from .. import _checks
 from ..codes import validate_allocation
 
-__all__ = ["VerifyResult", "verify", "replay", "max_tolerance", "margin_histogram",
+__all__ = ["VerifyResult", "verify", "replay", "max_tolerance", "tolerance_text", "margin_histogram", "configurations",
            "worst_case", "DEFAULT_MAX_CONFIGURATIONS"]
 
 #: Largest number of configurations (after symmetry reduction) :func:`verify` evaluates by default:
@@ -266,9 +266,13 @@ def worst_case(G: np.ndarray, pattern: np.ndarray, b: int) -> dict:
     ``b`` workers in all, each sending ``−µ``. ``pattern`` must not be tied.
     """
     G = validate_allocation(G)
-    n = G.shape[0]
+    n, k = G.shape
     b = _check_b(b, n)
-    m = np.asarray(pattern, dtype=np.int64).reshape(-1)
+    m = _checks.real_array("pattern", pattern, f"({k},) signs +1/-1, one per partition")
+    if m.shape != (k,) or not np.isin(m, (-1, 1)).all():
+        raise ValueError(f"pattern: got {_checks.brief(np.asarray(m).tolist())}; expected ({k},) signs +1/-1, "
+                         "one per partition (column of G)")
+    m = np.asarray(m, dtype=np.int64)
     mu = int(np.sign(m.sum()))
     if mu == 0:
         raise ValueError("pattern: its majority is tied; a tied pattern has no correct answer")
@@ -287,12 +291,20 @@ def worst_case(G: np.ndarray, pattern: np.ndarray, b: int) -> dict:
                 vote=int(np.sign(total)))
 
 
+def configurations(G, collapse_columns: bool = True) -> int:
+    """The number of configurations :func:`verify` evaluates for ``G``: ``Π_g (s_g + 1)`` over the
+    groups of identical columns, halved on one odd group (the module docstring); ``2^(k−1)``
+    without ``collapse_columns`` for odd ``k``. Polynomial to compute; compare it with
+    ``max_configurations`` before verifying."""
+    return _reduce(validate_allocation(G), _checks.flag("collapse_columns", collapse_columns)).total
+
+
 def _prepare(G, b, max_configurations, chunk_size, collapse_columns):
     G = validate_allocation(G)
     b = _check_b(b, G.shape[0])
     max_configurations = _positive("max_configurations", max_configurations)
     chunk_size = _positive("chunk_size", chunk_size)
-    red = _reduce(G, collapse_columns)
+    red = _reduce(G, _checks.flag("collapse_columns", collapse_columns))
     if red.total > max_configurations:
         raise ValueError(
             f"G: {red.total} configurations to check ({len(red.columns)} distinct columns of {G.shape[1]}) "
@@ -358,6 +370,10 @@ def replay(G, counterexample: VerifyResult) -> int:
     """
     from ..election import elect
 
+    if not isinstance(counterexample, VerifyResult):
+        raise ValueError(f"counterexample: got {_checks.brief(counterexample)}; expected the VerifyResult of "
+                         "verify(G, b)")
+    G = validate_allocation(G, n=counterexample.n, k=counterexample.k)
     grads = np.asarray(counterexample.pattern, dtype=np.float32)[:, None]
     vote = elect(G, grads, np.asarray(counterexample.byzantine, dtype=bool), attack="directional",
                  direction=-int(counterexample.majority))
@@ -365,12 +381,18 @@ def replay(G, counterexample: VerifyResult) -> int:
 
 
 def max_tolerance(G) -> int:
-    """The largest ``b`` for which ``G`` is perfectly b-tolerant, or −1 if it is not even 0-tolerant.
+    """The largest ``b`` for which ``G`` is perfectly b-tolerant, or −1 if it is not even 0-tolerant
+    (:func:`tolerance_text` words it for people).
 
     Uses ``b``-tolerance ⇔ ``min_m (A − B) >= 2b + 1``; ``min_m (A − B)`` is the margin at ``b = 0``.
     """
     margin0 = verify(G, 0).margin
     return (margin0 - 1) // 2 if margin0 >= 1 else -1
+
+
+def tolerance_text(b_max: int) -> str:
+    """:func:`max_tolerance`'s answer in words: ``"b = 2"``, or that no b (not even 0) is tolerated."""
+    return f"b = {b_max}" if b_max >= 0 else "none, not even b = 0 (the vote can be wrong with no Byzantine worker)"
 
 
 def margin_histogram(G, b: int, *, max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
