@@ -64,10 +64,6 @@ def _read_run(folder: Path, target: float | None) -> _Run:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"report: {str(folder / name)!r} is missing; expected a folder written by "
                                     "`jax-ec run`")
-    problems = check_published(folder)
-    if problems:
-        raise ValueError(f"report: the files in {str(folder)!r} are not one run's ({'; '.join(problems)}); "
-                         "rerun the config into that folder to publish a consistent set")
     curves = read_metrics_csv(folder / "metrics.csv")
     if not curves:
         raise ValueError(f"report: {str(folder / 'metrics.csv')!r} has no rows; expected the curves of a run")
@@ -77,6 +73,10 @@ def _read_run(folder: Path, target: float | None) -> _Run:
         raise ValueError(f"report: {str(folder / 'run.json')!r} cannot be read as JSON ({exc})") from None
     if not isinstance(run, dict):
         raise ValueError(f"report: {str(folder / 'run.json')!r} holds a {type(run).__name__}; expected an object")
+    problems = check_published(folder)
+    if problems:
+        raise ValueError(f"report: the files in {str(folder)!r} are not one run's ({'; '.join(problems)}); "
+                         "rerun the config into that folder to publish a consistent set")
     cfg = read_yaml(folder / "config.yaml", field="report") if (folder / "config.yaml").is_file() else {}
     cfg = cfg if isinstance(cfg, dict) else {}
     metric = curves[0].metric_name

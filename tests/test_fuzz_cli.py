@@ -172,6 +172,8 @@ def test_every_command_line_succeeds_or_fails_with_one_line(argv, places):
     err, out = io.StringIO(), io.StringIO()
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(BOUND_S)
+    cwd = os.getcwd()
+    os.chdir(places["root"])      # default outputs (report/report.md, results/...) land in the temp folder
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
@@ -179,6 +181,7 @@ def test_every_command_line_succeeds_or_fails_with_one_line(argv, places):
             except SystemExit as exc:       # argparse
                 rc = exc.code
     finally:
+        os.chdir(cwd)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
