@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_ec.results import CI_LEVEL, atomic_write_text, mean_ci, read_metrics_csv, write_json
+from jax_ec._io import atomic_write_text, write_json
+from jax_ec.results import CI_LEVEL, mean_ci, read_metrics_csv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rebuttal"
 
