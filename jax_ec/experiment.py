@@ -231,9 +231,15 @@ def prepare_group(cfg: ExperimentConfig, index: int, group: Group, task: Task, n
     """Execution choices and pure functions of one group (``num_trials`` trials of each scheme)."""
     trials = cfg.trials if num_trials is None else num_trials
     pairs = len(group.schemes) * trials
-    mesh = mesh_shape(cfg.runtime.mesh, pairs)
-    per_device = -(-pairs // mesh[0])
-    runtime = choose(jax.default_backend(), task, group.static, per_device, group.total_steps, cfg.runtime)
+    # `trials: auto` on the CPU leaves a convolutional model's pairs on one device: XLA:CPU already
+    # runs each convolution on every core, and splitting the pairs over per-core devices made the
+    # digits CNN slower (benchmarks/results/host_devices.json, case digits_cnn).
+    spread = not (jax.default_backend() == "cpu" and task.convolutional)
+    mesh = mesh_shape(cfg.runtime.mesh, pairs if spread else 1)
+    # The choices depend on the call's pairs, not on how many devices share them: `vmap` and `map`
+    # round differently on the CPU (docs/reproducibility.md), so a choice that followed the device
+    # count would make the numbers depend on the machine's cores.
+    runtime = choose(jax.default_backend(), task, group.static, pairs, group.total_steps, cfg.runtime)
     return GroupCall(index, group, runtime, make_train(group.static, task, runtime), pairs, mesh)
 
 

@@ -92,7 +92,8 @@ class Runtime:
 
 def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_steps: int,
            config: RuntimeConfig | None = None, num_params: int | None = None) -> Runtime:
-    """The execution choices for ``trials`` (scheme, trial) pairs per device of one scheme shape.
+    """The execution choices for ``trials`` (scheme, trial) pairs of one scheme shape (all the
+    pairs of the call, however many devices share them).
 
     ``config`` forces choices (its ``auto`` values are left to the rules here). On the CPU:
     ``map`` for models without convolutions below :data:`CPU_VMAP_MIN_TRIALS` pairs or past

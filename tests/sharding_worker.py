@@ -50,6 +50,19 @@ CASES = {
 }
 
 
+def cnn_auto_mesh() -> list[int]:
+    """The mesh `trials: auto` gives a convolutional model's call on the CPU (8 devices, 4 pairs)."""
+    from jax_ec.experiment import prepare_group
+    from jax_ec.plan import group_schemes, make_schemes
+    from jax_ec.tasks import make_task
+    cfg = config_from_dict(dict(name="cnn_auto", trials=4, task={"name": "digits", "model": "cnn", "width": 4},
+                                n=5, b=1, batch_size=20, steps=2, eval_every=1,
+                                schemes=[{"name": "mv", "code": "uncoded"}]))
+    task = make_task(cfg.task, cfg.seed)
+    (group,) = group_schemes(make_schemes(cfg, task.num_train))
+    return list(prepare_group(cfg, 0, group, task).mesh)
+
+
 class Interrupted(Exception):
     pass
 
@@ -102,6 +115,7 @@ def main(out_path: str, names: list[str]) -> None:
     if "resume" in names or not names:
         results["resume"] = resume_across_meshes(os.path.join(os.path.dirname(out_path), "resume"))
     results["meshes_used"] = meshes_used
+    results["cnn_auto_mesh"] = cnn_auto_mesh()
     results["mesh_shapes"] = {"auto": mesh_shape(MeshConfig()), "auto_3_pairs": mesh_shape(MeshConfig(), 3),
                               "auto_partitions_4": mesh_shape(MeshConfig(partitions=4), 100),
                               "fixed": mesh_shape(MeshConfig(trials=2, partitions=2), 1)}
