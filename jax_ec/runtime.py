@@ -37,7 +37,7 @@ from .sparse_logreg import make_train as make_touched_train
 from .tasks import Task
 
 __all__ = ["Runtime", "choose", "use_host_cores", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
-           "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "FUSED_CONV_MIN_STEPS", "GIB"]
+           "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "GIB"]
 
 # From this many (scheme, trial) pairs per device `vmap` beats `map` for models without
 # convolutions on the CPU (benchmarks/results/trials_sweep.json: digits MLP T = 8: 3,858 vs 3,357
@@ -46,10 +46,10 @@ CPU_VMAP_MIN_TRIALS = 8
 # ... as long as their partition gradients (pairs · k · d float32) stay within this many bytes
 # (benchmarks/results/trials_sweep.json: digits MLP T = 256, 148 MB: `map` 3,673 vs `vmap` 3,122).
 CPU_VMAP_MAX_BYTES = 64 * 2 ** 20
-# Convolutional models vote in the fused form in runs of at least this many steps, which repay its
-# compile time (benchmarks/results/step_ratio.json: ResNet-18 on the CPU, step 9.56 -> 8.09 s,
-# compile 17 -> 41 s).
-FUSED_CONV_MIN_STEPS = 1000
+# Convolutional models vote in the flat fused form in runs of any length: on ResNet-18 (CPU) it
+# compiles fastest and steps as fast as the leafwise form (election step / plain step, first call
+# with compilation: fused 0.76, 28.1 s; leafwise 0.75, 46.2 s; matmul 0.82, 30.1 s;
+# benchmarks/results/step_ratio_resnet18_{fused,leafwise,matmul}.json).
 GIB = 2.0 ** 30
 
 
@@ -102,8 +102,8 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
     ``vmap`` (XLA:CPU runs convolutions inside a loop, such as ``lax.map``'s, many times slower,
     jax-ml/jax#12868) and step from Python for the same reason; the per-partition convolution
     rule. Elsewhere (GPU, TPU): ``vmap``, ``scan``, JAX's standard convolution. The fused vote
-    wherever it applies, for convolutional models only in runs of :data:`FUSED_CONV_MIN_STEPS`
-    steps or more; leafwise where nothing needs the flat (k, d) gradients.
+    wherever it applies: leafwise where nothing needs the flat (k, d) gradients, except for
+    convolutional models, which vote in the flat form (it compiles faster for them).
     """
     config = config if config is not None else RuntimeConfig()
     cpu = backend == "cpu"
@@ -134,9 +134,9 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
         vote = "matmul"   # its own election, on the gathered columns of the touched coordinates
     elif config.vote != "auto":
         vote = config.vote
-    elif fused_applies(static.n, static.k, static.attack) and shards == 1 and (
-            not task.convolutional or total_steps >= FUSED_CONV_MIN_STEPS):
-        leafwise = static.aggregator == "vote" and static.worker_momentum == 0 and static.noise == "none"
+    elif fused_applies(static.n, static.k, static.attack) and shards == 1:
+        leafwise = (not task.convolutional and static.aggregator == "vote" and static.worker_momentum == 0
+                    and static.noise == "none")
         vote = "leafwise" if leafwise else "fused"
     else:
         vote = "matmul"

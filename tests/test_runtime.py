@@ -14,7 +14,7 @@ import pytest
 from jax_ec.config import ConfigError, config_from_dict, load_config
 from jax_ec.experiment import batch_pairs
 from jax_ec.models.layers import conv_rule
-from jax_ec.runtime import FUSED_CONV_MIN_STEPS, choose, make_train
+from jax_ec.runtime import choose, make_train
 from jax_ec.tasks import make_task
 
 from builders import as_numpy, device_data, scheme_of, stacked
@@ -41,9 +41,9 @@ def test_the_rules_on_the_cpu():
     task = make_task(cnn.task)
     s = scheme_of(cnn, "s", task)
     rt = choose("cpu", task, s.static, 2, s.total_steps, cnn.runtime)
-    assert (rt.trial_batching, rt.step_loop, rt.conv_rule, rt.vote) == ("vmap", "python", "per_partition", "matmul")
-    long = choose("cpu", task, s.static, 2, FUSED_CONV_MIN_STEPS, cnn.runtime)
-    assert long.vote == "leafwise"                  # a long run repays the fused vote's compile time
+    assert (rt.trial_batching, rt.step_loop, rt.conv_rule, rt.vote) == ("vmap", "python", "per_partition", "fused")
+    long = choose("cpu", task, s.static, 2, 10_000, cnn.runtime)
+    assert long.vote == "fused"                     # the flat fused vote at any length for convolutions
     gpu = choose("gpu", task, s.static, 2, s.total_steps, cnn.runtime)
     assert (gpu.trial_batching, gpu.step_loop, gpu.conv_rule) == ("vmap", "scan", "standard")
     forced = choose("cpu", task, s.static, 2, s.total_steps,
