@@ -189,7 +189,22 @@ def test_a_killed_process_ends_the_other_and_both_resume(killed, reference, conf
     assert lines[0].startswith(f"jax-ec: error: process {1 - killed} of 2: another process of the run stopped"), lines
     assert "rerun every process with the same command" in lines[0]
     assert not (out / "metrics.csv").exists()
-    assert (out / CHECKPOINT_DIR / "group0.npz").exists()
+    checkpoint = (out / CHECKPOINT_DIR / "group0.npz").read_bytes()
+    if killed == 1:
+        # A process that does not see process 0's checkpoint (no shared filesystem; here: another
+        # --out) stops with one line before it computes anything; the checkpoint is kept.
+        port = free_port()
+        elsewhere = tmp_path / "elsewhere"
+        (rc0, _, err0), (rc1, _, err1) = finish([start(config_path, out, env, 0, port),
+                                                 start(config_path, elsewhere, env, 1, port)])
+        assert rc1 == 2, err1
+        assert err1.strip().splitlines() == [
+            f"jax-ec: error: checkpoints: process 1 reads no checkpoint of group0 in "
+            f"{str(elsewhere / CHECKPOINT_DIR / 'group0.npz')!r} but process 0 reads the step 2 checkpoint; every "
+            "process must see the results folder (--out) on a filesystem they share"]
+        assert rc0 in (LOST_PEER_EXIT, -signal.SIGABRT) and len(err0.strip().splitlines()) == 1, err0
+        assert (out / CHECKPOINT_DIR / "group0.npz").read_bytes() == checkpoint
+        assert not elsewhere.exists()
 
     # The same two commands resume from the checkpoint of step 2 and end with the same results.
     (rc0, _, err0), (rc1, _, err1) = run_two(config_path, out, env)
