@@ -7,8 +7,9 @@ cluster's scheduler tells JAX.
 Exit codes: 0 success, 2 bad input (config, flags, files, a results folder in use or holding
 another config's results, a checkpoint of another config), 3 a diverging run (NaN/Inf parameters
 or metric; the last finite checkpoint is kept), 4 a multi-process run that lost a process or could
-not start (the same command on every process resumes), 130 / 143 stopped by Ctrl-C / ``SIGTERM``
-(the running group's progress saved; the same command resumes).
+not start (134, ``SIGABRT``, where JAX's runtime ends the process itself; the same command on every
+process resumes), 130 / 143 stopped by Ctrl-C / ``SIGTERM`` (the running group's progress saved;
+the same command resumes).
 """
 
 from __future__ import annotations
