@@ -1,9 +1,15 @@
 """Command line: ``jax-ec run [CONFIG] [--out DIR] [--trials T] [--set key=value ...] [--fresh]``.
 
+A multi-process run (one process per host, :mod:`jax_ec.distributed`) adds ``--coordinator HOST:PORT
+--num-processes N --process-id I`` to every process's command, or ``--distributed`` where the
+cluster's scheduler tells JAX.
+
 Exit codes: 0 success, 2 bad input (config, flags, files, a results folder in use or holding
 another config's results, a checkpoint of another config), 3 a diverging run (NaN/Inf parameters
-or metric; the last finite checkpoint is kept), 130 / 143 stopped by Ctrl-C / ``SIGTERM`` (the
-running group's progress saved; the same command resumes).
+or metric; the last finite checkpoint is kept), 4 a multi-process run that lost a process or could
+not start (134, ``SIGABRT``, where JAX's runtime ends the process itself; the same command on every
+process resumes), 130 / 143 stopped by Ctrl-C / ``SIGTERM`` (the running group's progress saved;
+the same command resumes).
 """
 
 from __future__ import annotations
@@ -39,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
                               "finishes, replace the results OUT holds, even of another config")
     run.add_argument("--wait", action="store_true",
                      help="if another run is using OUT, wait for it to finish instead of stopping")
+    multi = run.add_argument_group(
+        "multi-process runs", "one process per host, each started with the same command and its own --process-id; "
+        "process 0 writes the results (resuming needs OUT on a filesystem every process reads)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                       help="process 0's address and a free port, the same for every process "
+                            "(default: $JAX_COORDINATOR_ADDRESS)")
+    multi.add_argument("--num-processes", metavar="N", default=None,
+                       help="number of processes of the run (default: $JAX_NUM_PROCESSES)")
+    multi.add_argument("--process-id", metavar="I", default=None,
+                       help="this process's index, 0..N-1 (default: $JAX_PROCESS_ID)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run whose coordinator, size and process id JAX reads from the "
+                            "cluster's scheduler where not given (SLURM, Open MPI, Cloud TPU, Kubernetes)")
     add_codes_parser(sub)
     rep = sub.add_parser("report", help="markdown table and plots from one or more result folders")
     rep.add_argument("folders", nargs="+", help="result folders written by `jax-ec run`")
@@ -61,28 +80,17 @@ def _main(argv: list[str] | None) -> int:
         try:
             if args.trials is not None and args.trials < 1:
                 raise ConfigError(f"--trials: got {args.trials}; expected an integer >= 1")
+            from .distributed import cluster_from_flags
+            cluster = cluster_from_flags(args.coordinator, args.num_processes, args.process_id, args.distributed)
             cfg, _ = load_config(args.config, args.overrides, args.trials)
             if args.smoke:
                 cfg = smoke_config(cfg)
-            from .experiment import DivergenceError, run_experiment
-            from .interrupt import Interrupted, exit_status
-            from .runtime import use_host_cores
-            use_host_cores()   # the CPU's cores as devices: runtime.mesh.trials auto spreads trials over them
-            try:
-                command = shlex.join(["jax-ec", *(sys.argv[1:] if argv is None else argv)])
-                result = run_experiment(cfg, args.out, progress_bar=not args.no_progress, resume=args.resume,
-                                        fresh=not args.resume, wait=args.wait, command=command)
-            except DivergenceError as exc:
-                print(f"jax-ec: error: {exc}", file=sys.stderr)
-                return 3
-            except Interrupted as stop:
-                print(f"jax-ec: {stop.message}", file=sys.stderr)
-                return exit_status(stop.signum)
         except (ConfigError, FileNotFoundError) as exc:
             print(f"jax-ec: error: {exc}", file=sys.stderr)
             return 2
-        print(result.table())
-        print(f"\nresults written to {result.out_dir}/ (metrics.csv, summary.csv, curves.png, run.json)")
+        if cluster is None:
+            return _run(args, cfg, argv)
+        return _run_distributed(args, cfg, argv, cluster)
     elif args.command == "codes":
         try:
             return run_codes(args)
@@ -99,6 +107,64 @@ def _main(argv: list[str] | None) -> int:
         print(out.read_text())
         print(f"report written to {out}")
     return 0
+
+
+def _run(args: argparse.Namespace, cfg, argv: list[str] | None, process: int = 0) -> int:
+    """``jax-ec run`` once the flags and the config are read (``process``: this process's index in a
+    multi-process run; only process 0 shows progress and the summary)."""
+    from .experiment import DivergenceError, run_experiment
+    from .interrupt import Interrupted, exit_status
+    from .runtime import use_host_cores
+    use_host_cores()   # the CPU's cores as devices: runtime.mesh.trials auto spreads trials over them
+    try:
+        command = shlex.join(["jax-ec", *(sys.argv[1:] if argv is None else argv)])
+        result = run_experiment(cfg, args.out, progress_bar=not args.no_progress and process == 0,
+                                resume=args.resume, fresh=not args.resume, wait=args.wait, command=command)
+    except DivergenceError as exc:
+        print(f"jax-ec: error: {exc}", file=sys.stderr)
+        return 3
+    except Interrupted as stop:
+        print(f"jax-ec: {stop.message}", file=sys.stderr)
+        return exit_status(stop.signum)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"jax-ec: error: {exc}", file=sys.stderr)
+        return 2
+    if process == 0:
+        print(result.table())
+        print(f"\nresults written to {result.out_dir}/ (metrics.csv, summary.csv, curves.png, run.json)")
+    else:
+        print(f"jax-ec: process {process} done; process 0 wrote the results to {result.out_dir}/")
+    return 0
+
+
+def _run_distributed(args: argparse.Namespace, cfg, argv: list[str] | None, cluster) -> int:
+    """:func:`_run` as one process of a multi-process run. A process that fails leaves at once
+    (the others stop on losing it, :mod:`jax_ec.distributed`); a collective that fails because
+    another process is gone ends this one with one line."""
+    import jax
+    from .distributed import DistributedError, LOST_PEER_EXIT, initialize, leave, report_lost_peer
+    try:
+        initialize(cluster)   # before use_host_cores() and anything else that touches JAX's backends
+    except ConfigError as exc:
+        print(f"jax-ec: error: {exc}", file=sys.stderr)
+        return 2
+    except DistributedError as exc:
+        print(f"jax-ec: error: {exc}", file=sys.stderr)
+        leave(LOST_PEER_EXIT)
+    try:
+        status = _run(args, cfg, argv, jax.process_index())
+    except jax.errors.JaxRuntimeError as exc:
+        report_lost_peer(exc)
+    except KeyboardInterrupt:
+        print("jax-ec: interrupted", file=sys.stderr)
+        leave(130)
+    except Exception:   # a bug: its traceback, then leave rather than wait for the others at JAX's shutdown
+        import traceback
+        traceback.print_exc()
+        leave(1)
+    if status != 0:
+        leave(status)
+    return status
 
 
 if __name__ == "__main__":

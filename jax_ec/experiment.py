@@ -43,7 +43,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from . import interrupt
 from ._io import atomic_write_text, git_revision, run_metadata, write_json
-from .checkpoint import DEFAULT_EVERY_S, Checkpointer, config_fingerprint
+from .checkpoint import DEFAULT_EVERY_S, Checkpointer, CheckpointError, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
 from .folder import ResultsFolder, check_output_dir
 from .core import init_key
@@ -200,6 +200,13 @@ def _agreed(decision: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(decision)))
 
 
+def _barrier(name: str) -> None:
+    """In a multi-process run, every process waits here until all arrive."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
 # Seconds of computation between two safe points of the training loop: a stop request (Ctrl-C,
 # SIGTERM) waits about this long at most, and at most these steps are lost when the process is
 # killed outright between two checkpoints' worth of calls.
@@ -284,6 +291,16 @@ def run_group(cfg: ExperimentConfig, call: GroupCall, data: tuple, progress: Cal
 
     saved = (checkpointer.load(name, group.names, ids, steps, lambda: jax.eval_shape(initial_state, keys, params))
              if checkpointer is not None else None)
+    if jax.process_count() > 1:   # every process continues from process 0's checkpoint, or none does
+        seen = -1 if saved is None else 2 * saved.steps_done + int(saved.finished)
+        agreed = _agreed_int(seen)
+        if agreed != seen:
+            def what(code: int) -> str:
+                return ("no checkpoint" if code < 0 else
+                        f"the {'finished' if code % 2 else 'step ' + str(code // 2)} checkpoint")
+            raise CheckpointError(f"checkpoints: process {jax.process_index()} reads {what(seen)} of {name} in "
+                                  f"{str(checkpointer.path(name))!r} but process 0 reads {what(agreed)}; every "
+                                  "process must see the results folder (--out) on a filesystem they share")
     if saved is not None and saved.finished:
         if progress is not None:
             progress(int(steps[-1]) * num_schemes)
@@ -534,6 +551,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, pro
             checkpointer.clear()
         if checkpointer is not None:
             checkpointer.note_config(config_to_dict(cfg))
+        _barrier("jax_ec checkpoints")   # the other processes read checkpoints once process 0 cleared or kept them
         total = sum(g.total_steps * len(g.schemes) for g in groups)
         bar = None
         if progress_bar:
