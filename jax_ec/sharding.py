@@ -15,7 +15,9 @@ A run's mesh (config ``runtime.mesh: {trials: M_T, partitions: M_P}``) has two a
 Every number equals the single-device run's (tested on 8 forced host devices). Parameters,
 optimizer state, the code G and the Byzantine set are replicated along ``partitions``.
 
-Across hosts: start every process with ``jax.distributed.initialize(...)`` before anything else;
+Across hosts: every process joins the run first (``jax-ec run --coordinator/--num-processes/
+--process-id`` or ``--distributed``, :mod:`jax_ec.distributed`; from Python,
+``jax.distributed.initialize(...)`` before anything else);
 ``jax.devices()`` then lists every host's devices and the mesh spans them (the first
 ``M_T × M_P`` devices, process by process). Every process runs the same program on the same
 config; the trials' results are gathered to every process before they are written.
