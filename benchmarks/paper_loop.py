@@ -141,7 +141,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     key = T.trial_key(args.seed)
-    state = jax.jit(trainer.init)(key)
+    state = jax.jit(trainer.train.init)(key, trainer.params)
     G = np.asarray(state.G).astype(np.int64)
     byz = np.asarray(state.byzantine)
     rows = np.asarray(trainer.batch_rows(state.keys.data, jnp.int32(0)))          # (k, B/k)
@@ -185,7 +185,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     plain_init, plain = T.plain_fns(trainer)
     jax_calls = {
         "jax_plain": T.step_call(plain, jax.jit(plain_init)(key), data, steps, mode),
-        "jax_election": T.step_call(T.trainer_stepper(trainer), state, data, steps, mode),
+        "jax_election": T.shared_step_call(trainer, state, data, steps, mode, {}),
     }
 
     def synced(fn):
