@@ -296,7 +296,7 @@ PART_FUNCTIONS: dict[str, Callable[[Context], dict]] = {
     "vote_kernel": _vote_kernel,
     "trials_resnet": _trials_conv,
 }
-# End-to-end runs: (config, results sub-folder).
+# End-to-end runs: part name -> the config `jax-ec run` runs (into a temporary folder).
 RUNS: dict[str, str] = {
     "amazon_default": "configs/amazon_paper.yaml",
     "amazon_sweep": "configs/sweeps/amazon_fig5_b.yaml",
