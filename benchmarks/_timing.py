@@ -340,6 +340,28 @@ def step_call(stepper: Stepper, state: Any, data: tuple, steps: int, mode: str) 
     return call
 
 
+def shared_step_call(trainer: Trainer, state: Any, data: tuple, steps: int, mode: str,
+                     cache: dict) -> Callable[[], Any]:
+    """:func:`step_call` of ``trainer``'s election step with the scheme's parameters (code, b, step
+    sizes) an argument of the compiled function, not a constant: trainers of one scheme shape
+    (``trainer.static``), e.g. the redundancies of a sweep, share one compilation, kept in
+    ``cache`` (one dict per shape)."""
+    if cache.setdefault("static", trainer.static) != trainer.static:
+        raise ValueError("shared_step_call: the trainers of one cache must share their SchemeStatic")
+    if "fn" not in cache:
+        train = trainer.train
+        cache["fn"] = (jax.jit(lambda s, p, d: train.run(s, p, d, steps), donate_argnums=0) if mode == "run"
+                       else jax.jit(train.step, donate_argnums=0))
+    fn, params, box = cache["fn"], trainer.params, [state]
+
+    def call():
+        for _ in range(1 if mode == "run" else steps):
+            box[0] = fn(box[0], params, data)
+        return box[0]
+
+    return call
+
+
 # ------------------------------------------------------------------------------------------------
 # Timing
 

@@ -1,10 +1,11 @@
 """The paper's per-worker training loop (PyTorch) against the jax_ec election step, same batch.
 
     python -m benchmarks.paper_loop [--models mlp[,resnet18]] [--n 15] [--r 2] [--batch 240]
-                                    [--repeats R] [--quick] [--out PATH]
+                                    [--repeats R] [--torch-device cpu|cuda] [--quick] [--out PATH]
 
 Optional: needs ``torch`` (CPU build is enough); without it the script says so and exits 0
-writing nothing.
+writing nothing. ``--torch-device cuda`` runs the torch side on the GPU (each timed torch call
+ends with ``torch.cuda.synchronize()``, as each jax call ends with ``block_until_ready``).
 
 The paper's loop (as its official script runs it), one training step: for each worker i, for each
 partition j that i holds (``G[i, j] = 1``): forward and backward on partition j's samples, sign of
@@ -140,7 +141,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     trainer = T.trainer_of(cfg, task)
     data = T.device_data(task)
     key = T.trial_key(args.seed)
-    state = jax.jit(trainer.init)(key)
+    state = jax.jit(trainer.train.init)(key, trainer.params)
     G = np.asarray(state.G).astype(np.int64)
     byz = np.asarray(state.byzantine)
     rows = np.asarray(trainer.batch_rows(state.keys.data, jnp.int32(0)))          # (k, B/k)
@@ -160,7 +161,8 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     else:
         x = x.transpose(0, 3, 1, 2).copy()
         make = lambda: ResNet18(10, cfg.task.width or 64)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    device = torch.device(args.torch_device)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     m = rows.shape[1]
     parts = [(xt[j * m:(j + 1) * m], yt[j * m:(j + 1) * m]) for j in range(G.shape[1])]
 
@@ -171,7 +173,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     threads = args.torch_threads or TORCH_THREADS[model_name] or default_threads
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
-    paper_model, plain_model = make(), make()
+    paper_model, plain_model = make().to(device), make().to(device)
     paper_model.train()
     plain_model.train()
     paper_opt, plain_opt = sgd(paper_model), sgd(plain_model)
@@ -183,12 +185,19 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     plain_init, plain = T.plain_fns(trainer)
     jax_calls = {
         "jax_plain": T.step_call(plain, jax.jit(plain_init)(key), data, steps, mode),
-        "jax_election": T.step_call(T.trainer_stepper(trainer), state, data, steps, mode),
+        "jax_election": T.shared_step_call(trainer, state, data, steps, mode, {}),
     }
+
+    def synced(fn):
+        """``fn`` then, on a GPU, a wait for its kernels (torch launches them asynchronously)."""
+        if device.type != "cuda":
+            return fn
+        return lambda: (fn(), torch.cuda.synchronize(device))[0]
+
     torch_calls = {
-        "torch_plain": lambda: plain_torch_step(torch, plain_model, plain_opt, xt, yt),
-        "torch_paper_loop": lambda: paper_step(torch, paper_model, paper_opt, parts, G, byz, cfg.attack,
-                                               cfg.direction),
+        "torch_plain": synced(lambda: plain_torch_step(torch, plain_model, plain_opt, xt, yt)),
+        "torch_paper_loop": synced(lambda: paper_step(torch, paper_model, paper_opt, parts, G, byz, cfg.attack,
+                                                      cfg.direction)),
     }
     log(f"{model_name}: d = {trainer.num_params:,}, r = {args.r:g} (realised {G.sum() / args.n:.2f}, "
         f"{int(G.sum())} partition passes per paper step), b = {cfg.b} {cfg.attack}; jax {steps} step(s) per "
@@ -199,6 +208,7 @@ def measure_model(torch, model_name: str, args, default_threads: int, log=print)
     timings.update(T.time_many(torch_calls, repeats, units=1, budget_s=args.budget_s, log=log))
     ms = {name: t.median_ms_per_unit for name, t in timings.items()}
     return {**T.config_record(cfg, trainer), "jax_steps_per_call": steps, "torch_threads": threads,
+            "torch_device": str(device),
             "jax_timing_mode": mode, "jax_election_step": T.describe_mode(mode, steps),
             "G": G.tolist(), "byzantine": np.flatnonzero(byz).tolist(), "realised_redundancy": G.sum() / args.n,
             "partition_passes_per_paper_step": int(G.sum()),
@@ -220,6 +230,8 @@ def main(argv=None) -> dict | None:
                         help="jax side: run (lax.scan) or step (jit(step) per step); auto: step for resnet18 on CPU")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch intra-op threads (default: 1 for mlp, one per core for resnet18)")
+    parser.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the torch side runs (default cpu; cuda needs a CUDA build of torch)")
     T.common_args(parser)
     args = parser.parse_args(argv)
     try:
@@ -233,6 +245,8 @@ def main(argv=None) -> dict | None:
     if unsupported:
         parser.error(f"--models: paper_loop has torch versions of {', '.join(DEFAULTS)} only, not {unsupported}")
     env = T.environment()
+    if args.torch_device == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--torch-device: got 'cuda'; torch {torch.__version__} sees no CUDA device")
     env["torch_version"] = torch.__version__
     env["torch_default_threads"] = torch.get_num_threads()
     results = {m: measure_model(torch, m, args, env["torch_default_threads"]) for m in args.models}

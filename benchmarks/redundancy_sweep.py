@@ -10,8 +10,9 @@ should cost the same at every r; the paper's per-worker loop grows linearly with
 partition), the step of the trainer ``make_train`` picks is timed S steps per call (``--timing``
 as in step_ratio: ``trainer.run`` under jit, or ``jax.jit(trainer.step)`` for convolutional models
 on CPU), per-step time = call time / S, the r values interleaved round by round, with the plain
-one-gradient step (``_timing.plain_fns``) beside them for scale. Reported: each time / time at r = 1
-(should stay near 1) and the plain ratio.
+one-gradient step (``_timing.plain_fns``) beside them for scale. Every r runs the same compiled
+program (the code is an argument: ``_timing.shared_step_call``), so only one election step
+compiles. Reported: each time / time at r = 1 (should stay near 1) and the plain ratio.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def measure_model(model: str, args, log=print) -> dict:
     rs = [float(args.n) if r == "n" else float(r) for r in args.rs]
     mode = T.timing_mode(model, args.timing)
     key = T.trial_key(args.seed)
-    calls, configs, trainers, data = {}, {}, {}, None
+    calls, configs, trainers, data, shared = {}, {}, {}, None, {}
     for r in rs:
         cfg, task = T.build_from_args(model, args, r=r)
         trainer = T.trainer_of(cfg, task)
@@ -43,13 +44,14 @@ def measure_model(model: str, args, log=print) -> dict:
             data = T.device_data(task)
             plain_init, plain = T.plain_fns(trainer)
             calls["plain"] = T.step_call(plain, jax.jit(plain_init)(key), data, steps, mode)
-        state = jax.jit(trainer.init)(key)
+            init = jax.jit(trainer.train.init)       # the code's parameters are an argument: one compilation
+        state = init(key, trainer.params)
         name = f"r={r:g}"
         configs[name] = {**T.config_record(cfg, trainer),
                          "realised_redundancy": float(state.G.sum()) / args.n,
                          "max_load": float(state.G.sum(axis=1).max())}
         trainers[name] = trainer
-        calls[name] = T.step_call(T.trainer_stepper(trainer), state, data, steps, mode)
+        calls[name] = T.shared_step_call(trainer, state, data, steps, mode, shared)
     log(f"{model}: {trainer.kind}, d = {trainer.num_params:,}, r in {rs}, timing {mode}, "
         f"{steps} step(s) per call, {repeats} repeats")
     timings = T.time_many(calls, repeats, units=steps, budget_s=args.budget_s, log=log)

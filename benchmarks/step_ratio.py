@@ -70,7 +70,11 @@ def measure_model(model: str, args, log=print) -> dict:
         measured["partition_mean"] = (T.partition_mean_stepper(direct), jax.jit(direct.init))
         rows_init, rows = T.rows_fns(trainer)
         measured["row_selection"] = (rows, jax.jit(rows_init))
-    calls = {name: T.step_call(stepper, init(key), data, steps, mode) for name, (stepper, init) in measured.items()}
+    # The election steps take the scheme's parameters as an argument (_timing.shared_step_call): the
+    # program redundancy_sweep and paper_loop compile for the same model, so a suite compiles it once.
+    calls = {name: T.shared_step_call(trainers[name], jax.jit(trainers[name].train.init)(key, trainers[name].params),
+                                      data, steps, mode, {}) if name in trainers
+             else T.step_call(stepper, init(key), data, steps, mode) for name, (stepper, init) in measured.items()}
     modes = {name: mode for name in calls}
     if args.compare_modes:
         other = "step" if mode == "run" else "run"

@@ -72,15 +72,24 @@ def _file_digest(path: str) -> str | None:
     return h.hexdigest()
 
 
+# Config fields added after results folders were published, with their default (the behaviour before).
+_ADDED_FIELDS: dict[tuple[str, str], object] = {("task", "compute_dtype"): "float32"}
+
+
 def config_fingerprint(cfg: ExperimentConfig) -> str:
     """SHA-256 of the resolved config and of the files it names.
 
     Leaves out ``out_dir`` and ``runtime`` (the results do not depend on how the run executes or on
-    the devices: a run may resume with other execution choices or on another mesh).
+    the devices: a run may resume with other execution choices or on another mesh), and fields added
+    since results were first published while they hold their default (:data:`_ADDED_FIELDS`), so
+    those results folders and checkpoints keep their fingerprint.
     """
     data = config_to_dict(cfg)
     data.pop("out_dir", None)
     data.pop("runtime", None)
+    for (section, name), default in _ADDED_FIELDS.items():
+        if data.get(section, {}).get(name) == default:
+            del data[section][name]
     files = {}
     if cfg.task.data_path is not None:
         files["task.data_path"] = _file_digest(cfg.task.data_path)

@@ -42,6 +42,7 @@ __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConf
 
 TASKS = ("amazon", "synthetic", "digits", "cifar10", "mnist", "fashion_mnist")
 MODELS = ("mlp", "cnn", "resnet18", "resnet50")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 CODES = ("uncoded", "bernoulli", "paper_n5", "draco", "matrix")
 PARTITIONINGS = ("shards", "split")
 TASK_METRICS: dict[str, str] = {task: "test_auc" if task == "amazon" else "test_accuracy" for task in TASKS}
@@ -204,7 +205,7 @@ _TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "data_path": ("amazon",), "n_train": ("amazon",),
     **{name: ("synthetic",) for name in ("num_samples", "num_features", "num_classes", "hidden")},
     **{name: IMAGE_TASKS for name in ("model", "width", "data_dir", "download", "augment", "train_samples",
-                                      "test_samples")},
+                                      "test_samples", "compute_dtype")},
 }
 
 
@@ -218,8 +219,10 @@ class TaskConfig(_Section):
     ``data_dir``; ``download: true`` lets TFDS fetch them): image classification with ``model``
     (``mlp``, ``cnn``, ``resnet18``, ``resnet50``; default cnn, resnet18 for CIFAR) of ``width``;
     ``augment`` (random crop + flip; default on for CIFAR); ``train_samples``/``test_samples``
-    keep only the first samples (quick runs). A field another task reads is refused unless it keeps
-    its default (``n_train`` on the synthetic task would otherwise be silently ignored).
+    keep only the first samples (quick runs); ``compute_dtype`` (``float32`` or ``bfloat16``) the
+    model's arithmetic, with float32 parameters, gradients and vote either way. A field another task
+    reads is refused unless it keeps its default (``n_train`` on the synthetic task would otherwise
+    be silently ignored).
     """
     name: Str = "amazon"
     data_path: Str | None = None
@@ -236,6 +239,7 @@ class TaskConfig(_Section):
     augment: Bool | None = None
     train_samples: Int | None = None
     test_samples: Int | None = None
+    compute_dtype: Str = "float32"
 
     def validate(self, path: str) -> None:
         if self.name not in TASKS:
@@ -262,6 +266,9 @@ class TaskConfig(_Section):
             _fail(f"{path}.hidden", self.hidden, "expected a list of integers >= 1")
         if self.model is not None and self.model not in MODELS:
             _fail(f"{path}.model", self.model, f"allowed: {', '.join(MODELS)}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            _fail(f"{path}.compute_dtype", self.compute_dtype, f"allowed: {', '.join(COMPUTE_DTYPES)} (the model's "
+                  "arithmetic; parameters, gradients and the vote stay float32)")
         for name in ("width", "train_samples", "test_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 _fail(f"{path}.{name}", getattr(self, name), "expected an integer >= 1 (or null)")

@@ -17,11 +17,16 @@ names the result that justifies it.
 * ``conv_rule``: ``per_partition`` (:mod:`jax_ec.models.layers`: one ordinary weight-gradient
   convolution per partition) or ``standard`` (JAX's batch-grouped convolution).
 * ``memory_check``: :func:`check_memory` refuses, before compiling, a run that certainly cannot fit.
+
+Every choice can be forced on every backend. ``auto`` takes the paths written for XLA:CPU
+(:data:`CPU_PATHS`) on the CPU only; forced on another backend they run, with a
+:class:`CpuPathWarning` saying so.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +42,7 @@ from .sparse_logreg import make_train as make_touched_train
 from .tasks import Task
 
 __all__ = ["Runtime", "choose", "use_host_cores", "make_train", "check_memory", "lower_bound_bytes", "available_bytes",
-           "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "GIB"]
+           "CPU_VMAP_MIN_TRIALS", "CPU_VMAP_MAX_BYTES", "GIB", "CPU_PATHS", "CpuPathWarning"]
 
 # From this many (scheme, trial) pairs per device `vmap` beats `map` for models without
 # convolutions on the CPU (benchmarks/results/trials_sweep.json: digits MLP T = 8: 3,858 vs 3,357
@@ -51,6 +56,19 @@ CPU_VMAP_MAX_BYTES = 64 * 2 ** 20
 # with compilation: fused 0.76, 28.1 s; leafwise 0.75, 46.2 s; matmul 0.82, 30.1 s;
 # benchmarks/results/step_ratio_resnet18_{fused,leafwise,matmul}.json).
 GIB = 2.0 ** 30
+# The paths written for XLA:CPU, which ``auto`` takes on the CPU backend only: (choice, value) -> why.
+CPU_PATHS: dict[tuple[str, str], str] = {
+    ("trial_batching", "map"): "one (scheme, trial) pair's step at a time (lax.map), the CPU rule for few trials "
+                               "of small models; an accelerator runs the pairs together under vmap",
+    ("step_loop", "python"): "one compiled call per step, the CPU rule for convolutional models (XLA:CPU runs "
+                             "convolution gradients slowly inside loops, jax-ml/jax#12868); elsewhere scan",
+    ("conv_rule", "per_partition"): "one weight-gradient convolution per partition, the CPU rule (XLA:CPU runs "
+                                    "batch-grouped convolutions slowly); elsewhere JAX's standard convolution",
+}
+
+
+class CpuPathWarning(UserWarning):
+    """A run on an accelerator takes an execution path written for the CPU (forced by its config)."""
 
 
 def use_host_cores() -> int | None:
@@ -101,7 +119,8 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
     formulation (its gathers and scatters run slower vmapped); convolutional models always
     ``vmap`` (XLA:CPU runs convolutions inside a loop, such as ``lax.map``'s, many times slower,
     jax-ml/jax#12868) and step from Python for the same reason; the per-partition convolution
-    rule. Elsewhere (GPU, TPU): ``vmap``, ``scan``, JAX's standard convolution. The fused vote
+    rule. Elsewhere (GPU, TPU): ``vmap``, ``scan``, JAX's standard convolution; a CPU path forced
+    there (:data:`CPU_PATHS`) runs with a :class:`CpuPathWarning`. The fused vote
     wherever it applies: leafwise where nothing needs the flat (k, d) gradients, except for
     convolutional models, which vote in the flat form (it compiles faster for them).
     """
@@ -141,6 +160,14 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
     else:
         vote = "matmul"
     conv_rule = config.conv_rule if config.conv_rule != "auto" else ("per_partition" if cpu else "standard")
+    if not cpu:
+        chosen = {"trial_batching": batching, "step_loop": loop,
+                  "conv_rule": conv_rule if task.convolutional else "standard"}
+        for name, value in chosen.items():
+            if (name, value) in CPU_PATHS:
+                warnings.warn(f"runtime.{name}: {value} on the {backend} backend: {CPU_PATHS[name, value]}; it "
+                              "runs as the config asks (same numbers), set auto for this backend's choice",
+                              CpuPathWarning, stacklevel=2)
     from .sharding import PARTITIONS_AXIS
     return Runtime(formulation=formulation, trial_batching=batching, step_loop=loop, vote=vote, conv_rule=conv_rule,
                    partition_axis=PARTITIONS_AXIS if shards > 1 else None, partition_shards=shards,

@@ -122,9 +122,13 @@ def _limit(data: ImageData, cfg: TaskConfig) -> tuple[np.ndarray, ...]:
 
 
 def _images(cfg: TaskConfig) -> Task:
-    """An image classifier: uint8 images in, augmentation (optional) and normalization on device."""
+    """An image classifier: uint8 images in, augmentation (optional) and normalization on device.
+
+    ``cfg.compute_dtype`` sets the model's arithmetic (:func:`jax_ec.models.make_model`); the
+    parameters, their gradients, the loss (on float32 logits) and so the partition signs and the
+    vote are float32 in either dtype."""
     data = _image_data(cfg)
-    model = make_model(cfg.model or DEFAULT_MODELS[cfg.name], data.num_classes, cfg.width)
+    model = make_model(cfg.model or DEFAULT_MODELS[cfg.name], data.num_classes, cfg.width, cfg.compute_dtype)
     do_augment = cfg.augment if cfg.augment is not None else cfg.name == "cifar10"
     sample = jnp.zeros((1, *data.image_shape), jnp.float32)
 
@@ -142,13 +146,14 @@ def _images(cfg: TaskConfig) -> Task:
         return variables["params"], variables.get("batch_stats", {})
 
     def apply(params, state, x, train: bool):
+        """Logits in float32 (a bfloat16 model's are cast up before the loss and the argmax)."""
         variables = {"params": params, **({"batch_stats": state} if state else {})}
         if isinstance(model, MLP):
-            return model.apply(variables, x), state
+            return model.apply(variables, x).astype(jnp.float32), state
         if train and state:
             logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-            return logits, updates["batch_stats"]
-        return model.apply(variables, x, train=train), state
+            return logits.astype(jnp.float32), updates["batch_stats"]
+        return model.apply(variables, x, train=train).astype(jnp.float32), state
 
     def loss(params, state, x, y, key):
         logits, new_state = apply(params, state, prepare(x, key), train=True)

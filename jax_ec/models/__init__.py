@@ -9,22 +9,28 @@ argument, and only the ResNets have BatchNorm state (the ``"batch_stats"`` colle
 from __future__ import annotations
 
 from numbers import Integral
+from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from .cnn import CNN
 from .mlp import MLP
 from .resnet import ResNet, ResNet18, ResNet50
 
-__all__ = ["CNN", "MLP", "MODEL_NAMES", "ResNet", "ResNet18", "ResNet50", "make_model"]
+__all__ = ["CNN", "COMPUTE_DTYPES", "MLP", "MODEL_NAMES", "ResNet", "ResNet18", "ResNet50", "make_model"]
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet18", "resnet50")
 """Names :func:`make_model` accepts."""
 
 _DEFAULT_WIDTH = {"mlp": 128, "cnn": 32, "resnet18": 64, "resnet50": 64}
 
+COMPUTE_DTYPES: dict[str, Any] = {"float32": None, "bfloat16": jnp.bfloat16}
+"""Names :func:`make_model` accepts as ``compute_dtype``, and the flax ``dtype`` each gives the
+layers (``None``: the inputs' float32, flax's default)."""
 
-def make_model(name: str, num_classes: int, width: int | None = None) -> nn.Module:
+
+def make_model(name: str, num_classes: int, width: int | None = None, compute_dtype: str = "float32") -> nn.Module:
     """A classifier by name.
 
     Args:
@@ -33,9 +39,12 @@ def make_model(name: str, num_classes: int, width: int | None = None) -> nn.Modu
         ``"resnet50"`` (CIFAR ResNets, base channels ``width``, default 64 as in the paper).
       num_classes: number of logits (≥ 2).
       width: the model's width as above; ``None`` for the default.
+      compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype of the layers' arithmetic
+        (activations, convolutions, matrix products). The parameters are float32 either way, so
+        their gradients, and everything computed from them (signs, votes, updates), are float32.
 
     Raises:
-      ValueError: unknown ``name``, ``num_classes < 2`` or ``width < 1``.
+      ValueError: unknown ``name`` or ``compute_dtype``, ``num_classes < 2`` or ``width < 1``.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"model name: unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
@@ -45,10 +54,13 @@ def make_model(name: str, num_classes: int, width: int | None = None) -> nn.Modu
         width = _DEFAULT_WIDTH[name]
     if isinstance(width, bool) or not isinstance(width, Integral) or width < 1:
         raise ValueError(f"width: must be a positive integer or None, got {width!r}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype: got {compute_dtype!r}; allowed: {', '.join(COMPUTE_DTYPES)}")
+    dtype = COMPUTE_DTYPES[compute_dtype]
     if name == "mlp":
-        return MLP(hidden=(int(width),), num_classes=int(num_classes))
+        return MLP(hidden=(int(width),), num_classes=int(num_classes), dtype=dtype)
     if name == "cnn":
-        return CNN(num_classes=int(num_classes), width=int(width))
+        return CNN(num_classes=int(num_classes), width=int(width), dtype=dtype)
     if name == "resnet18":
-        return ResNet18(num_classes=int(num_classes), width=int(width))
-    return ResNet50(num_classes=int(num_classes), width=int(width))
+        return ResNet18(num_classes=int(num_classes), width=int(width), dtype=dtype)
+    return ResNet50(num_classes=int(num_classes), width=int(width), dtype=dtype)

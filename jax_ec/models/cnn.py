@@ -12,6 +12,8 @@ Initialization as PyTorch's defaults, like :mod:`jax_ec.models.resnet`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 
@@ -28,10 +30,13 @@ class CNN(nn.Module):
       num_classes: logits per sample.
       width: channels of the first convolution (the second has ``2·width``).
       hidden: units of the hidden dense layer.
+      dtype: the computation's dtype (``None``: the inputs'; ``jnp.bfloat16``: bfloat16
+        convolutions and matrix products); the parameters stay float32 either way.
     """
     num_classes: int
     width: int = 32
     hidden: int = 128
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -41,11 +46,11 @@ class CNN(nn.Module):
         for features in (self.width, 2 * self.width):
             fan_in = 9 * x.shape[-1]
             x = Conv(features, (3, 3), padding="VALID", kernel_init=torch_kernel_init,
-                     bias_init=torch_bias_init(fan_in))(x)
+                     bias_init=torch_bias_init(fan_in), dtype=self.dtype)(x)
             x = nn.relu(x)
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(Dense(self.hidden, kernel_init=torch_kernel_init,
-                          bias_init=torch_bias_init(x.shape[-1]))(x))
+                          bias_init=torch_bias_init(x.shape[-1]), dtype=self.dtype)(x))
         return Dense(self.num_classes, kernel_init=torch_kernel_init,
-                     bias_init=torch_bias_init(x.shape[-1]))(x)
+                     bias_init=torch_bias_init(x.shape[-1]), dtype=self.dtype)(x)

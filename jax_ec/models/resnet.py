@@ -70,24 +70,26 @@ def torch_bias_init(fan_in: int) -> Callable[..., jax.Array]:
     return init
 
 
-def _conv(features: int, kernel: int, strides: int = 1, name: str | None = None) -> nn.Conv:
+def _conv(features: int, kernel: int, strides: int = 1, name: str | None = None, dtype: Any = None) -> nn.Conv:
     pad = (kernel - 1) // 2
     return Conv(features, (kernel, kernel), strides=(strides, strides),
                 padding=((pad, pad), (pad, pad)), use_bias=False,
-                kernel_init=torch_kernel_init, name=name)
+                kernel_init=torch_kernel_init, name=name, dtype=dtype)
 
 
-def _norm(train: bool, name: str | None = None) -> nn.BatchNorm:
+def _norm(train: bool, name: str | None = None, dtype: Any = None) -> nn.BatchNorm:
+    """BatchNorm; its statistics and running averages are float32 whatever ``dtype`` (flax reduces
+    in float32), only its output is cast to ``dtype``."""
     return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                        name=name)
+                        name=name, dtype=dtype)
 
 
-def _shortcut(x: jax.Array, out_features: int, strides: int, train: bool) -> jax.Array:
+def _shortcut(x: jax.Array, out_features: int, strides: int, train: bool, dtype: Any = None) -> jax.Array:
     """Identity, or ``BN(conv1×1 with stride)`` where the shape changes."""
     if strides == 1 and x.shape[-1] == out_features:
         return x
-    x = _conv(out_features, 1, strides, name="shortcut_conv")(x)
-    return _norm(train, name="shortcut_bn")(x)
+    x = _conv(out_features, 1, strides, name="shortcut_conv", dtype=dtype)(x)
+    return _norm(train, name="shortcut_bn", dtype=dtype)(x)
 
 
 class BasicBlock(nn.Module):
@@ -95,12 +97,14 @@ class BasicBlock(nn.Module):
     features: int
     strides: int = 1
     expansion: int = 1
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        y = nn.relu(_norm(train)(_conv(self.features, 3, self.strides)(x)))
-        y = _norm(train)(_conv(self.features, 3)(y))
-        return nn.relu(y + _shortcut(x, self.features, self.strides, train))
+        dt = self.dtype
+        y = nn.relu(_norm(train, dtype=dt)(_conv(self.features, 3, self.strides, dtype=dt)(x)))
+        y = _norm(train, dtype=dt)(_conv(self.features, 3, dtype=dt)(y))
+        return nn.relu(y + _shortcut(x, self.features, self.strides, train, dt))
 
 
 class Bottleneck(nn.Module):
@@ -108,14 +112,15 @@ class Bottleneck(nn.Module):
     features: int
     strides: int = 1
     expansion: int = 4
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        out = self.features * self.expansion
-        y = nn.relu(_norm(train)(_conv(self.features, 1)(x)))
-        y = nn.relu(_norm(train)(_conv(self.features, 3, self.strides)(y)))
-        y = _norm(train)(_conv(out, 1)(y))
-        return nn.relu(y + _shortcut(x, out, self.strides, train))
+        out, dt = self.features * self.expansion, self.dtype
+        y = nn.relu(_norm(train, dtype=dt)(_conv(self.features, 1, dtype=dt)(x)))
+        y = nn.relu(_norm(train, dtype=dt)(_conv(self.features, 3, self.strides, dtype=dt)(y)))
+        y = _norm(train, dtype=dt)(_conv(out, 1, dtype=dt)(y))
+        return nn.relu(y + _shortcut(x, out, self.strides, train, dt))
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -129,11 +134,15 @@ class ResNet(nn.Module):
       block: ``"basic"`` or ``"bottleneck"``.
       num_classes: logits per sample.
       width: channels of the stem and the first stage (64 in the paper; tiny values for tests).
+      dtype: the computation's dtype (``None``: the inputs'; ``jnp.bfloat16``: bfloat16
+        convolutions and activations, BatchNorm statistics still reduced in float32); the
+        parameters and the running statistics stay float32 either way.
     """
     stage_sizes: Sequence[int]
     block: str
     num_classes: int
     width: int = 64
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -143,23 +152,23 @@ class ResNet(nn.Module):
         if self.width < 1:
             raise ValueError(f"width: must be a positive integer, got {self.width}")
         block_cls = _BLOCKS[self.block]
-        x = nn.relu(_norm(train)(_conv(self.width, 3)(x)))
+        x = nn.relu(_norm(train, dtype=self.dtype)(_conv(self.width, 3, dtype=self.dtype)(x)))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for b in range(num_blocks):
                 strides = 2 if stage > 0 and b == 0 else 1
-                x = block_cls(self.width * 2 ** stage, strides)(x, train)
+                x = block_cls(self.width * 2 ** stage, strides, dtype=self.dtype)(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return Dense(self.num_classes, kernel_init=torch_kernel_init,
-                     bias_init=torch_bias_init(x.shape[-1]))(x)
+                     bias_init=torch_bias_init(x.shape[-1]), dtype=self.dtype)(x)
 
 
-def ResNet18(num_classes: int = 10, width: int = 64) -> ResNet:  # noqa: N802 (a model name)
+def ResNet18(num_classes: int = 10, width: int = 64, dtype: Any = None) -> ResNet:  # noqa: N802 (a model name)
     """CIFAR ResNet-18: BasicBlock ``[2, 2, 2, 2]`` (11,173,962 parameters at width 64, 10 classes)."""
-    return ResNet(stage_sizes=(2, 2, 2, 2), block="basic", num_classes=num_classes, width=width)
+    return ResNet(stage_sizes=(2, 2, 2, 2), block="basic", num_classes=num_classes, width=width, dtype=dtype)
 
 
-def ResNet50(num_classes: int = 10, width: int = 64) -> ResNet:  # noqa: N802
+def ResNet50(num_classes: int = 10, width: int = 64, dtype: Any = None) -> ResNet:  # noqa: N802
     """CIFAR ResNet-50: Bottleneck ``[3, 4, 6, 3]`` (23,520,842 parameters at width 64, 10 classes)."""
     return ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", num_classes=num_classes,
-                  width=width)
+                  width=width, dtype=dtype)
 
