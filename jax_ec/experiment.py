@@ -239,10 +239,12 @@ def prepare_group(cfg: ExperimentConfig, index: int, group: Group, task: Task, n
     """Execution choices and pure functions of one group (``num_trials`` trials of each scheme)."""
     trials = cfg.trials if num_trials is None else num_trials
     pairs = len(group.schemes) * trials
-    # `trials: auto` on the CPU leaves a convolutional model's pairs on one device: XLA:CPU already
-    # runs each convolution on every core, and splitting the pairs over per-core devices made the
-    # digits CNN slower (benchmarks/results/host_devices.json, case digits_cnn).
-    spread = not (jax.default_backend() == "cpu" and task.convolutional)
+    # `trials: auto` on the CPU spreads the pairs over the per-core devices only for the Amazon
+    # logistic regression (1.69x faster, the same bits: benchmarks/results/host_devices.json). The
+    # image models stay on one device: the digits CNN ran slower split, and the digits MLP's
+    # batched products round differently with fewer pairs per device, so its ρ = 0.5 scheme gave
+    # other numbers on 2 devices (host_devices_choices_by_pairs.json; docs/reproducibility.md §1).
+    spread = jax.default_backend() != "cpu" or task.sparse_logreg
     mesh = mesh_shape(cfg.runtime.mesh, pairs if spread else 1)
     # The choices depend on the call's pairs, not on how many devices share them: `vmap` and `map`
     # round differently on the CPU (docs/reproducibility.md), so a choice that followed the device

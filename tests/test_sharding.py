@@ -73,7 +73,7 @@ def test_auto_mesh_takes_the_free_devices_up_to_the_pairs(sharded):
     assert shapes["auto_3_pairs"] == [3, 1]          # no device idles on padding alone
     assert shapes["auto_partitions_4"] == [2, 4]     # the devices the partitions leave
     assert shapes["fixed"] == [2, 2]                 # an explicit mesh is kept
-    assert sharded["cnn_auto_mesh"] == [1, 1]        # CPU, convolutions: the pairs stay on one device
+    assert sharded["cnn_auto_mesh"] == [1, 1]        # CPU, an image model: the pairs stay on one device
     # Each group of the default run spread its pairs over min(8, pairs) devices; run.json says so.
     used = sharded["meshes_used"]["amazon_auto_autox1"]
     assert any(pairs > 8 for _, pairs in used)
