@@ -518,3 +518,26 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
     return "\n".join(lines)
+
+
+def time_cli_run(prefix: list[str], config: Path | str, out: Path, overrides: list[str] = (),
+                 env: dict | None = None) -> float:
+    """Wall seconds of ``prefix + [config, --out, out, --no-progress, --fresh, --set ...]`` (a
+    ``jax-ec run`` command line) in a fresh process, from start to exit, compilation included."""
+    import subprocess
+    cmd = [*prefix, str(config), "--out", str(out), "--no-progress", "--fresh"]
+    for o in overrides:
+        cmd += ["--set", o]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"jax-ec run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def metrics_without_wall_time(out: Path) -> list[dict]:
+    """The rows of ``out/metrics.csv`` without the wall-clock column (what must match across runs)."""
+    import csv
+    with open(Path(out) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]

@@ -20,13 +20,10 @@ devices are faster).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import _timing as T
@@ -44,26 +41,11 @@ QUICK = {
 
 
 def run_once(config: str, overrides: list[str], out: Path, devices: int | None) -> float:
-    cmd = [sys.executable, "-m", "jax_ec.cli", "run", str(T.CONFIGS / config), "--out", str(out), "--no-progress",
-           "--fresh"]
-    for o in overrides:
-        cmd += ["--set", o]
     env = dict(os.environ)
     env.pop("JAX_NUM_CPU_DEVICES", None)
     if devices is not None:
         env["JAX_NUM_CPU_DEVICES"] = str(devices)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"jax-ec run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed
-
-
-def _metrics(out: Path) -> list[dict]:
-    """The rows of ``metrics.csv`` without the wall-clock column."""
-    with open(out / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+    return T.time_cli_run([sys.executable, "-m", "jax_ec.cli", "run"], T.CONFIGS / config, out, overrides, env)
 
 
 def main(argv=None) -> dict:
@@ -89,7 +71,7 @@ def main(argv=None) -> dict:
                                                          devices))
                     print(f"  {case} {variant} #{rep}: {times[case][variant][-1]:.1f} s", flush=True)
         for case in cases:
-            same[case] = _metrics(Path(tmp) / f"{case}_one0") == _metrics(Path(tmp) / f"{case}_cores0")
+            same[case] = T.metrics_without_wall_time(Path(tmp) / f"{case}_one0") == T.metrics_without_wall_time(Path(tmp) / f"{case}_cores0")
     rows = []
     for case in cases:
         one, per_core = statistics.median(times[case]["one"]), statistics.median(times[case]["cores"])

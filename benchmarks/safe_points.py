@@ -14,12 +14,9 @@ chunk (``SAFE_POINT_S`` = 1e9), interleaved, and checks that both write the same
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import _timing as T
@@ -37,21 +34,7 @@ sys.exit(main(sys.argv[2:]))
 
 
 def run_once(safe_point_s: float, overrides: list[str], out: Path) -> float:
-    cmd = [sys.executable, "-c", PATCHED_CLI, repr(safe_point_s), "run", str(CONFIG), "--out", str(out),
-           "--no-progress", "--fresh"]
-    for o in overrides:
-        cmd += ["--set", o]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"jax-ec run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed
-
-
-def _metrics(out: Path) -> list[dict]:
-    with open(out / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+    return T.time_cli_run([sys.executable, "-c", PATCHED_CLI, repr(safe_point_s), "run"], CONFIG, out, overrides)
 
 
 def main(argv=None) -> dict:
@@ -71,7 +54,7 @@ def main(argv=None) -> dict:
             for name, seconds in variants.items():
                 times[name].append(run_once(seconds, overrides, Path(tmp) / f"{name}{rep}"))
                 print(f"  {name} #{rep}: {times[name][-1]:.1f} s", flush=True)
-        same = _metrics(Path(tmp) / "safe_points0") == _metrics(Path(tmp) / "one_call_per_chunk0")
+        same = T.metrics_without_wall_time(Path(tmp) / "safe_points0") == T.metrics_without_wall_time(Path(tmp) / "one_call_per_chunk0")
     medians = {k: statistics.median(v) for k, v in times.items()}
     ratio = medians["safe_points"] / medians["one_call_per_chunk"]
     print(f"safe points ({SAFE_POINT_S} s) {medians['safe_points']:.1f} s, one call per chunk "

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import _timing as T
@@ -44,15 +42,7 @@ def variants(trials: int, steps: int) -> dict[str, list[str]]:
 
 
 def run_once(overrides: list[str], out: Path) -> float:
-    cmd = [sys.executable, "-m", "jax_ec.cli", "run", str(CONFIG), "--out", str(out), "--no-progress", "--fresh"]
-    for o in overrides:
-        cmd += ["--set", o]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"jax-ec run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed
+    return T.time_cli_run([sys.executable, "-m", "jax_ec.cli", "run"], CONFIG, out, overrides)
 
 
 def main(argv=None) -> dict:
