@@ -121,3 +121,7 @@ def test_a_bfloat16_resnet_keeps_float32_parameters_and_statistics():
 
     grads = jax.eval_shape(jax.grad(loss), variables["params"], variables["batch_stats"], x)
     assert {a.dtype for a in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

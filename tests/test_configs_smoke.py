@@ -33,3 +33,7 @@ def test_config_runs_in_smoke_form(path, tmp_path):
     for c in curves:
         assert c.metric.shape == (2, 3) and np.isfinite(c.metric).all()
     assert len(result.summary) == len(cfg.expanded_schemes())
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -286,3 +286,7 @@ def test_distributed_without_a_cluster_exits_2_with_one_line(config_path, env, t
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jax-ec: error: --distributed: JAX found no cluster"), proc.stderr
     assert not out.exists()
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

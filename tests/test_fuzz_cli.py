@@ -197,3 +197,7 @@ def test_every_command_line_succeeds_or_fails_with_one_line(argv, places):
             shutil.copytree(places["finished_copy"], places["finished"])
         else:
             assert snapshot(places["finished"]) == before, argv
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -292,3 +292,7 @@ def test_gap_amazon_data_path_with_wrong_contents():
 def test_gap_missing_tfds_data_message_names_the_field(tmp_path):
     with pytest.raises((ConfigError, FileNotFoundError), match=r"^task\.(data_dir|name|download): "):
         _outcome({**SYNTHETIC, "task": {"name": "mnist", "data_dir": str(tmp_path)}, "batch_size": 20})
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -156,3 +156,7 @@ def test_every_choice_is_selectable_on_every_backend():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CpuPathWarning)
         choose("gpu", task, s.static, TRIALS, s.total_steps, mlp.runtime.model_copy(update={"conv_rule": "per_partition"}))
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -534,3 +534,7 @@ def test_the_memory_check_can_be_turned_off_and_reads_the_host(monkeypatch, tmp_
     run_experiment(cfg, tmp_path / "out", progress_bar=False)  # runs: the check is off
     with pytest.raises(ConfigError, match="runtime.memory_check: false"):
         run_experiment(synthetic(), tmp_path / "out2", progress_bar=False)
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -363,3 +363,7 @@ def test_sigterm_stops_with_143_and_a_second_signal_stops_at_once(config_path, e
     assert "SIGINT again: stopped at once" in proc.stderr
     assert not (out2 / "metrics.csv").exists()
     assert (out2 / CHECKPOINT_DIR / "group0.npz").exists()   # the last checkpoint stays for a resume
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

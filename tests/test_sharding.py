@@ -125,3 +125,7 @@ def test_pad_trials_repeats_the_last_trial():
     np.testing.assert_array_equal(padded["a"], [[0, 1], [2, 3], [4, 5], [4, 5], [4, 5]])
     np.testing.assert_array_equal(padded["b"], [True, False, True, True, True])
     assert pad_trials(tree, 3)["a"].shape == (3, 2)
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow

@@ -111,3 +111,7 @@ def test_bad_arguments_are_named_before_anything_runs(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_:
         suite.main(argv)
     assert exit_.value.code == 2 and flag in capsys.readouterr().err
+
+
+# End-to-end and subprocess tests: `python -m pytest -m slow` (CI runs them after the default set).
+pytestmark = pytest.mark.slow
