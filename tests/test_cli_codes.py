@@ -205,6 +205,6 @@ def test_show_of_a_large_code_summarises_it(capsys):
 
 def test_argparse_errors_of_codes_subcommands_are_one_line(capsys):
     rc, _, err = run(["codes", "estimate", "nothing"], capsys)
-    assert_one_line_error(rc, err, "what: invalid choice: 'nothing'")
+    assert_one_line_error(rc, err, "quantity: invalid choice: 'nothing'")
     rc, _, err = run(["codes", "show"], capsys)
     assert_one_line_error(rc, err, "the following arguments are required: code")

@@ -36,6 +36,7 @@ def mlp_config(**changes) -> dict:
     return base
 
 
+@pytest.mark.slow   # an end-to-end comparison of whole runs: `python -m pytest -m slow`
 @pytest.mark.parametrize("changes,vote", [
     ({}, "matmul"),                                           # per-copy noise, random attack, per-step set
     (dict(noise_model="per_partition"), "matmul"),            # one noise draw per partition, shared

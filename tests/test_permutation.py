@@ -74,6 +74,7 @@ def test_permute_rejects_n_out_of_range():
         permute(jax.random.PRNGKey(0), 0, jnp.arange(1))
 
 
+@pytest.mark.slow   # an end-to-end comparison of whole runs: `python -m pytest -m slow`
 @pytest.mark.parametrize("partitioning", ["split", "shards"])
 def test_shuffled_epoch_visits_each_row_at_most_once(partitioning):
     """With shuffle, the steps of one epoch use distinct rows (split: of the whole set; shards: of

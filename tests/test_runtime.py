@@ -79,6 +79,7 @@ def _final_state(cfg, task, **choices):
     return rt, state.params
 
 
+@pytest.mark.slow   # an end-to-end comparison of whole runs: `python -m pytest -m slow`
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_every_choice_gives_the_numbers_of_the_cpu_choices(model):
     """The GPU's choices (vmap trials, scan loop, the standard convolution, the fused vote in a short

@@ -96,6 +96,7 @@ def test_amazon_rule_matches_paper_loop(attack, formulation):
         np.testing.assert_allclose(np.asarray(train.model(state, params)[0]["w"]), thetas[t], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow   # an end-to-end comparison of whole runs: `python -m pytest -m slow`
 def test_touched_coordinates_give_the_dense_votes_on_amazon():
     """The touched-coordinates formulation against the dense one on the real Amazon features."""
     task = make_task(config_from_dict({"task": {"name": "amazon", "n_train": 3000}}).task)
