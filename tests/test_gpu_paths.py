@@ -93,7 +93,7 @@ def test_gpu_choices_give_the_cpu_choices_numbers(model):
         gpu = choose("gpu", task, s.static, TRIALS, s.total_steps, cfg.runtime)
     assert (gpu.trial_batching, gpu.step_loop, gpu.conv_rule) == ("vmap", "scan", "standard")
     if model == "cnn":
-        assert (cpu.step_loop, cpu.conv_rule, cpu.vote) == ("python", "per_partition", "matmul")
+        assert (cpu.step_loop, cpu.conv_rule, cpu.vote) == ("python", "per_partition", "fused")
     else:
         assert (cpu.trial_batching, cpu.vote) == ("map", "leafwise")
     _, reference = final_params(cfg, task, {})
