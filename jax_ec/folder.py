@@ -179,12 +179,8 @@ class ResultsFolder:
         while not p.exists():
             missing.append(p)
             p = p.parent
-        try:
-            self.work.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FolderError(f"--out: cannot create {str(self.work)!r} ({exc.strerror or exc})") from None
         self._created = [*reversed(missing)]
-        self._lock()
+        self._lock()                      # creates OUT/.jax_ec/ (again after a finishing run removed it)
         self._complete_pending()
         return self
 
@@ -196,6 +192,9 @@ class ResultsFolder:
         while True:
             try:
                 self.work.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FolderError(f"--out: cannot create {str(self.work)!r} ({exc.strerror or exc})") from None
+            try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise FolderError(f"--out: cannot create {str(path)!r} ({exc.strerror or exc})") from None
