@@ -1,4 +1,5 @@
-"""Test helpers: one scheme of a config, built into its pure functions (tests import this module)."""
+"""Test helpers: one scheme of a config, built into its pure functions; the one-line error check of
+the command line (tests import this module)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def stacked(params, times: int):
 
 def as_numpy(tree) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def one_error_line(capsys) -> str:
+    """The single ``jax-ec: error: ...`` line a refused command printed (no traceback, nothing else)."""
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("jax-ec: error: "), lines[0]
+    return lines[0]

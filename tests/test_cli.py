@@ -15,20 +15,12 @@ import jax
 import numpy as np
 import pytest
 
+from builders import one_error_line
 from jax_ec.cli import main
 from jax_ec.config import load_config
 
 TINY = ["--set", "steps=6", "--set", "eval_every=3", "--set", "task.n_train=1500"]
 TINY_OVERRIDES = ["steps=6", "eval_every=3", "task.n_train=1500"]
-
-
-def _error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("jax-ec: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("override, field, fragment", [
@@ -44,7 +36,7 @@ def _error_line(capsys) -> str:
 def test_bad_set_exits_2_with_one_line(override, field, fragment, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--no-progress", "--set", override]) == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"jax-ec: error: {field}: "), line
     assert fragment in line, line
     assert not (tmp_path / "results").exists()  # nothing written for a bad config
@@ -53,21 +45,21 @@ def test_bad_set_exits_2_with_one_line(override, field, fragment, capsys, tmp_pa
 def test_set_without_equals_exits_2(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--set", "trials"]) == 2
-    assert "expected key=value" in _error_line(capsys)
+    assert "expected key=value" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("trials", ["0", "-3"])
 def test_trials_flag_below_one_exits_2(trials, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--trials", trials]) == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"jax-ec: error: --trials: got {trials}"), line
 
 
 def test_missing_config_file_exits_2(capsys, tmp_path):
     missing = tmp_path / "missing.yaml"
     assert main(["run", str(missing)]) == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys)
     assert str(missing) in line and "does not exist" in line
 
 
@@ -76,7 +68,7 @@ def test_missing_data_file_exits_2(capsys, tmp_path):
     rc = main(["run", "--out", str(tmp_path / "out"), "--no-progress", "--trials", "2",
                "--set", f"task.data_path={missing}"])
     assert rc == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys)
     assert str(missing) in line
 
 
@@ -84,7 +76,7 @@ def test_n_train_too_large_exits_2(capsys, tmp_path):
     rc = main(["run", "--out", str(tmp_path / "out"), "--no-progress", "--trials", "2",
                "--set", "task.n_train=40000"])
     assert rc == 2
-    assert "task.n_train" in _error_line(capsys)
+    assert "task.n_train" in one_error_line(capsys)
 
 
 def test_argparse_errors_exit_2(capsys):

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builders import one_error_line
 from jax_ec.checkpoint import CHECKPOINT_DIR
 from jax_ec.cli import main
 from jax_ec.distributed import LOST_PEER_EXIT, Cluster, cluster_from_flags
@@ -217,15 +218,6 @@ def test_a_killed_process_ends_the_other_and_both_resume(killed, reference, conf
 
 # ------------------------------------------------------------------ flags (nothing starts or compiles)
 
-def _one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("jax-ec: error: "), lines[0]
-    return lines[0]
-
-
 @pytest.mark.parametrize("flags, start_, fragment", [
     (["--coordinator", "host0", "--num-processes", "2", "--process-id", "0"], "--coordinator: got 'host0'",
      "expected HOST:PORT"),
@@ -248,7 +240,7 @@ def test_bad_distributed_flags_exit_2_with_one_line(flags, start_, fragment, con
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "out"
     assert main(["run", str(config_path), "--out", str(out), "--no-progress", *flags]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"jax-ec: error: {start_}"), line
     assert fragment in line, line
     assert not out.exists()
@@ -262,11 +254,11 @@ def test_environment_variables_stand_in_for_the_flags(monkeypatch, config_path, 
     assert cluster_from_flags(process_id="1") == Cluster("10.0.0.1:1234", 4, 1)   # a flag wins over its variable
     monkeypatch.setenv("JAX_PROCESS_ID", "4")
     assert main(["run", str(config_path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
-    assert _one_error_line(capsys).startswith("jax-ec: error: JAX_PROCESS_ID: got '4'; expected an integer in [0, 4)")
+    assert one_error_line(capsys).startswith("jax-ec: error: JAX_PROCESS_ID: got '4'; expected an integer in [0, 4)")
     monkeypatch.delenv("JAX_PROCESS_ID")
     monkeypatch.delenv("JAX_NUM_PROCESSES")
     assert main(["run", str(config_path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith("jax-ec: error: --num-processes: missing (given: JAX_COORDINATOR_ADDRESS '10.0.0.1:1234')")
 
 
