@@ -16,7 +16,10 @@ gradient ``M_i``. :data:`ATTACK_TABLE` lists every attack with both forms, where
   worker holding ``L_i`` partitions sends ``sign(2·X − L_i)`` with ``X ~ Binomial(L_i, 1/2)``, so
   a worker of even load sends 0 with probability ``C(L_i, L_i/2) / 2^L_i``. It has no real form;
 * ``omniscient``  — votes ``−sign(Σ_j s_j)``, against the true majority of all partition signs (NaN
-  signs count as 0); real ``−(mean of all partition gradients)``.
+  signs count as 0); real ``−(mean of all partition gradients)``;
+* ``stealth``     — votes only: against the no-attack vote, and only where that overturns it
+  (:func:`stealth_flips`); elsewhere a Byzantine worker sends its honest vote. It has no real form
+  (see :func:`stealth_flips`).
 
 Placement of the ``b`` Byzantine workers (``b`` may be an array: one compiled program serves every b):
 
@@ -35,9 +38,10 @@ import jax.numpy as jnp
 
 from . import _checks
 
-__all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS",
-           "attack_messages", "real_attack_messages", "binomial_half_sign", "uniform_placement",
-           "most_loaded_placement", "byzantine_mask", "check_attack"]
+__all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS",
+           "COORDINATEWISE_ATTACKS", "attack_messages", "stealth_flips", "real_attack_messages",
+           "binomial_half_sign", "uniform_placement", "most_loaded_placement", "byzantine_mask",
+           "check_attack"]
 
 
 def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], max_load: int) -> jax.Array:
@@ -94,6 +98,35 @@ def _vote_omniscient(C, S, key, sign, loads, reduce):
     return jnp.broadcast_to(-truth, C.shape)
 
 
+def stealth_flips(honest: jax.Array, own: jax.Array, count: int | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The coordinates the stealth attack overturns, and the no-attack vote ``v0`` it overturns.
+
+    Per coordinate, with ``H = Σ_{i∉B} sign(c_i)`` the messages of the honest workers, ``O = Σ_{i∈B}
+    c_i`` the honest votes of the ``|B| = count`` Byzantine workers (noiseless: a Byzantine worker
+    draws no computation noise) and ``v0 = sign(H + O)`` the vote had nobody attacked: were every
+    Byzantine worker to send ``−v0``, the master's count would be ``H − |B|·v0``. The attack
+    **overturns** a coordinate when ``v0 ≠ 0`` and ``sign(H − |B|·v0) ≠ v0`` (the vote reverses or
+    becomes a tie); there every Byzantine worker sends ``−v0``, elsewhere its honest vote (the count
+    stays ``H + O``, the vote ``v0``: nothing to see). Returns ``(flip, v0)``, both shaped like ``H``.
+
+    There is no real-valued form: "b messages can overturn the output" is a property of a count of
+    ±1 messages against a threshold; under the median or the mean the reach of b messages depends
+    on their magnitudes (unbounded for the mean), so the condition has no aggregator-free meaning.
+    """
+    v0 = jnp.sign(honest + own)
+    flip = (v0 != 0) & (jnp.sign(honest - count * v0) != v0)
+    return flip, v0
+
+
+def _vote_stealth(C, S, key, sign, loads, reduce, byzantine):
+    # C holds every worker's honest vote (under partition sharding too: the counts were reduced).
+    ones = jnp.ones((C.shape[0],), C.dtype)
+    mask = byzantine[:, None]
+    flip, v0 = stealth_flips(ones @ jnp.where(mask, 0.0, C), ones @ jnp.where(mask, C, 0.0),
+                             byzantine.sum().astype(C.dtype))
+    return jnp.where(flip, -v0, C)
+
+
 # Real messages: (M, grads, key, sign) -> (n, d). M: honest worker means (n, d); grads (k, d).
 
 
@@ -120,12 +153,14 @@ def _real_omniscient(M, grads, key, sign):
 class Attack(NamedTuple):
     """One attack: its vote message, its real-valued message (None: no such form), whether it needs
     random numbers, and whether its message at a coordinate depends on that coordinate's values
-    alone (then the fused vote and the touched-coordinates formulation can run it)."""
+    alone (then the fused vote and the touched-coordinates formulation can run it); whether its vote
+    message reads the Byzantine set (it is then passed as ``byzantine=``)."""
     name: str
     vote: Callable
     real: Callable | None
     random: bool
     coordinatewise: bool
+    reads_byzantine: bool = False
 
 
 ATTACK_TABLE: dict[str, Attack] = {a.name: a for a in (
@@ -134,6 +169,7 @@ ATTACK_TABLE: dict[str, Attack] = {a.name: a for a in (
     Attack("directional", _vote_directional, _real_directional, False, True),
     Attack("random", _vote_random, _real_random, True, False),
     Attack("random_per_partition", _vote_random_per_partition, None, True, False),
+    Attack("stealth", _vote_stealth, None, False, True, reads_byzantine=True),
     Attack("omniscient", _vote_omniscient, _real_omniscient, False, True),
 )}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_TABLE)
@@ -149,18 +185,23 @@ def check_attack(attack: object, field: str = "attack") -> str:
 
 
 def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | None,
-                    sign: int | jax.Array = 1, reduce=None, loads: jax.Array | None = None) -> jax.Array:
+                    sign: int | jax.Array = 1, reduce=None, loads: jax.Array | None = None,
+                    byzantine: jax.Array | None = None) -> jax.Array:
     """What every worker would send if it were Byzantine, shape ``(n, d)`` like the honest votes ``C``.
 
     ``S`` (k, d) holds the partition signs; ``key`` is needed only by the random attacks, ``loads``
-    (n,) only by ``random_per_partition``; ``sign`` is the directional attack's ±1. The caller keeps
-    the honest votes of honest workers.
+    (n,) only by ``random_per_partition``, ``byzantine`` ((n,) bool) only by ``stealth``; ``sign`` is
+    the directional attack's ±1. The caller keeps the honest votes of honest workers.
     """
     entry = ATTACK_TABLE[check_attack(attack)]
     if entry.random and key is None:
         raise ValueError(f"key: the {attack} attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
     if attack == "random_per_partition" and loads is None:
         raise ValueError("loads: the random_per_partition attack needs the workers' loads")
+    if entry.reads_byzantine:
+        if byzantine is None:
+            raise ValueError(f"byzantine: the {attack} attack needs the Byzantine set ((n,) booleans)")
+        return entry.vote(C, S, key, sign, loads, reduce, byzantine=byzantine)
     return entry.vote(C, S, key, sign, loads, reduce)
 
 

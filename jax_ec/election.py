@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .attacks import COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack
+from .attacks import (COORDINATEWISE_ATTACKS, RANDOM_ATTACKS, attack_messages, binomial_half_sign, check_attack,
+                      stealth_flips)
 
 __all__ = ["partition_signs", "local_votes", "corrupt", "global_vote", "election", "fused_election",
            "fused_applies", "per_copy_election", "per_copy_noise_sums", "signed_sum_election", "elect", "NOISE_MODELS", "MAX_PARTITIONS"]
@@ -137,7 +138,7 @@ def _finish(C: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str, key: 
             direction: int | jax.Array, reduce: Callable | None, loads: jax.Array) -> jax.Array:
     """Steps 3–4: Byzantine replacement of the honest votes ``C`` (n, d), then the master's vote."""
     if attack != "none":
-        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce, loads))
+        C = corrupt(C, byzantine, attack_messages(attack, C, S, key, direction, reduce, loads, byzantine))
     return global_vote(C)
 
 
@@ -184,7 +185,8 @@ def signed_sum_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, at
     A non-finite (NaN or ±Inf) partition gradient voids the local vote of every worker holding it,
     and of no other. ``count_noise`` (n, d), if given, is added to the honest sums before the sign
     (computation noise, see :func:`per_copy_noise_sums`); Byzantine messages are computed from
-    the noiseless values. The omniscient adversary votes against ``sign(Σ_j g_j)``.
+    the noiseless values. The omniscient adversary votes against ``sign(Σ_j g_j)``; the stealth
+    attack sees the honest workers' (noisy) votes and the Byzantine workers' noiseless ones.
     """
     finite = jnp.isfinite(grads)
     clean = jnp.where(finite, grads, 0.0)
@@ -195,7 +197,10 @@ def signed_sum_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, at
     C_clean = jnp.where(bad, 0.0, jnp.sign(sums))
     C = jnp.where(bad, 0.0, jnp.sign(honest))
     if attack != "none":
-        C = corrupt(C, byzantine, attack_messages(attack, C_clean, clean, key, direction, None, G.sum(axis=1)))
+        # Byzantine rows noiseless, honest rows as sent (row-wise attacks read their own row only).
+        seen = jnp.where(byzantine[:, None], C_clean, C)
+        C = corrupt(C, byzantine, attack_messages(attack, seen, clean, key, direction, None, G.sum(axis=1),
+                                                  byzantine))
     return global_vote(C)
 
 
@@ -227,7 +232,9 @@ def per_copy_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, atta
     ``reverse`` sends ``−sign(Σ_j G[i, j] sign(g_j))``, ``omniscient`` ``−sign(Σ_j sign(g_j))``;
     ``directional`` sends ``direction``; ``random`` ``rademacher(fold_in(key, i), (d,))``;
     ``random_per_partition`` the sign of ``L_i`` uniform ±1 values (:func:`binomial_half_sign`
-    with ``fold_in(key, i)``). A NaN in ``g_j`` voids the votes of the workers holding j.
+    with ``fold_in(key, i)``); ``stealth`` compares the honest workers' noisy votes with the
+    Byzantine workers' noiseless ones (:func:`jax_ec.attacks.stealth_flips`). A NaN in ``g_j``
+    voids the votes of the workers holding j.
     """
     n, k = G.shape
     d = grads.shape[1]
@@ -239,7 +246,8 @@ def per_copy_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, atta
     if attack == "omniscient":
         lie = -jnp.sign(jnp.sum(jnp.where(jnp.isnan(signs), 0.0, signs), axis=0))
 
-    def worker(i, total):
+    def worker(i, carry):
+        total, own = carry     # own: the Byzantine workers' noiseless votes (stealth only)
         worker_key = jax.random.fold_in(noise_key, i)
 
         def copy(t, acc):
@@ -258,11 +266,27 @@ def per_copy_election(G: jax.Array, grads: jax.Array, byzantine: jax.Array, atta
             m = binomial_half_sign(jax.random.fold_in(key, i), loads[i], (d,), k).astype(dtype)
         elif attack == "omniscient":
             m = lie
-        if attack != "none":
+        if attack == "stealth":     # its message needs every vote: decided after the loop
+            clean = jnp.sign(jnp.sum(jnp.where(held_mask[i][:, None], signs, 0.0), axis=0))
+            own = own + jnp.where(byzantine[i] & ~jnp.isnan(clean), clean, 0.0)
+            c = jnp.where(byzantine[i], 0.0, c)
+        elif attack != "none":
             c = jnp.where(byzantine[i], m, c)
-        return total + jnp.sign(jnp.where(jnp.isnan(c), 0.0, c))
+        return total + jnp.sign(jnp.where(jnp.isnan(c), 0.0, c)), own
 
-    return jnp.sign(jax.lax.fori_loop(0, n, worker, jnp.zeros((d,), dtype)))
+    zero = jnp.zeros((d,), dtype)
+    total, own = jax.lax.fori_loop(0, n, worker, (zero, zero))
+    if attack == "stealth":
+        total = _stealth_total(total, own, byzantine)
+    return jnp.sign(total)
+
+
+def _stealth_total(honest: jax.Array, own: jax.Array, byzantine: jax.Array) -> jax.Array:
+    """The master's count under the stealth attack from the honest workers' count ``honest`` and
+    the Byzantine workers' honest count ``own`` (:func:`jax_ec.attacks.stealth_flips`)."""
+    count = byzantine.sum().astype(honest.dtype)
+    flip, v0 = stealth_flips(honest, own, count)
+    return jnp.where(flip, honest - count * v0, honest + own)
 
 
 def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str,
@@ -279,7 +303,8 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     so worker i's local vote is ``c_i = sign(|P ∩ A_i| − |N ∩ A_i|)``, void (0) where
     ``Z ∩ A_i ≠ ∅`` (it holds a NaN partition there). Byzantine workers send the attack's message
     instead (``reverse``: ``−c_i``; ``directional``: ``direction``; ``omniscient``:
-    ``−sign(|P| − |N|)``), and ``v = sign(Σ_i m_i)``. Every sum is of small integers: the votes
+    ``−sign(|P| − |N|)``; ``stealth``: decided from the honest and the Byzantine counts at the end),
+    and ``v = sign(Σ_i m_i)``. Every sum is of small integers: the votes
     equal the matmul form's exactly (tested), with no (n, d) intermediate and S read once.
 
     Only the signs of ``S`` are read (``S > 0``, ``S < 0``, NaN), so ``S`` may be the raw partition
@@ -314,6 +339,7 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
     if attack == "omniscient":
         lie = -jnp.sign(sum(popcount(pos[w]) - popcount(neg[w]) for w in range(words))).astype(S.dtype)
     total = jnp.zeros(S.shape[1:], S.dtype)
+    own = jnp.zeros(S.shape[1:], S.dtype)   # the Byzantine workers' honest votes (stealth only)
     for i in range(n):
         count = sum(popcount(pos[w] & masks[w][i]) - popcount(neg[w] & masks[w][i]) for w in range(words))
         void = functools.reduce(jnp.bitwise_or, [nan[w] & masks[w][i] for w in range(words)]) != 0
@@ -324,7 +350,12 @@ def fused_election(G: jax.Array, S: jax.Array, byzantine: jax.Array, attack: str
             c = jnp.where(byzantine[i], jnp.asarray(direction, S.dtype), c)
         elif attack == "omniscient":
             c = jnp.where(byzantine[i], lie, c)
+        elif attack == "stealth":
+            own = own + jnp.where(byzantine[i], c, 0.0)
+            c = jnp.where(byzantine[i], 0.0, c)
         total = total + c
+    if attack == "stealth":
+        total = _stealth_total(total, own, byzantine)
     return jnp.sign(total)
 
 
@@ -345,7 +376,7 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
       G: allocation matrix (n, k), 0/1.
       partition_grads: (k, d) gradients of the k partitions.
       byzantine: (n,) booleans, True for Byzantine workers.
-      attack: one of ``none, reverse, directional, random, random_per_partition, omniscient``.
+      attack: one of ``none, reverse, directional, random, random_per_partition, omniscient, stealth``.
       key: PRNG key, or an integer seed in ``[0, 2^32)`` read as ``PRNGKey(seed)``; required by the
         random attacks and by ``noise_std > 0``.
       noise_std: σ of the Gaussian noise added before the sign (a standard deviation: the official

@@ -26,7 +26,7 @@ def reference_elect(G, grads, byzantine, attack, direction=1, random_messages=No
     """Global vote in {-1, 0, +1}^d of one election, computed with loops.
 
     G: (n, k) 0/1; grads: (k, d) partition gradients; byzantine: (n,) booleans; attack: one of
-    ``none, reverse, directional, random, random_per_partition, omniscient``; random_messages:
+    ``none, reverse, directional, random, random_per_partition, omniscient, stealth``; random_messages:
     (n, d) messages for the random attacks (row i is what worker i sends if it is Byzantine).
     copy_noise: (n, k, d) noise worker i adds to partition j's gradient before its sign (honest
     workers only; Byzantine messages use the noiseless signs, as the official code does).
@@ -76,9 +76,23 @@ def reference_elect(G, grads, byzantine, attack, direction=1, random_messages=No
                 c = [float(random_messages[i][t]) for t in range(d)]
             elif attack == "omniscient":
                 c = [-x for x in truth]
+            elif attack == "stealth":
+                c = list(clean)   # for now its honest (noiseless) vote; the pass below flips some coordinates
             else:
                 raise ValueError(f"unknown attack {attack!r}")
         messages.append(c)
+
+    if attack == "stealth":
+        # Against the no-attack vote v0, only where the b Byzantine votes overturn it (reverse or tie).
+        count = sum(1 for i in range(n) if bool(byzantine[i]))
+        for t in range(d):
+            honest = sum(_sign(float(messages[i][t])) for i in range(n) if not bool(byzantine[i]))
+            own = sum(_sign(float(messages[i][t])) for i in range(n) if bool(byzantine[i]))
+            v0 = _sign(honest + own)
+            if v0 != 0 and _sign(honest - count * v0) != v0:
+                for i in range(n):
+                    if bool(byzantine[i]):
+                        messages[i][t] = -v0
 
     vote = np.zeros(d)
     for t in range(d):

@@ -85,7 +85,7 @@ def test_exact_agrees_with_loop_reference_per_pattern():
         G = (rng.random((n, k)) < 0.5).astype(np.int8)
         byz = np.zeros(n, dtype=bool)
         byz[rng.choice(n, size=1 + trial % 2, replace=False)] = True
-        for attack in ("none", "reverse", "directional", "omniscient"):
+        for attack in ("none", "reverse", "directional", "omniscient", "stealth"):
             votes = reference_elect(G, patterns, byz, attack, direction=-1)
             want = np.mean((votes != truth) | (votes == 0))
             got = exact_failure_probability(G, int(byz.sum()), attack, byzantine=byz, direction=-1)
@@ -111,7 +111,7 @@ def test_worst_case_is_the_strongest_adversary():
                 brute |= (np.sign(total) != mu) | (total == 0)
         worst = exact_failure_probability(G, b, "worst_case")
         assert worst == pytest.approx(brute.mean())
-        for attack in ("reverse", "directional", "random", "omniscient"):
+        for attack in ("reverse", "directional", "random", "omniscient", "stealth"):
             for placement in ("uniform", "most_loaded"):
                 assert exact_failure_probability(G, b, attack, placement=placement) <= worst + 1e-12
 

@@ -243,7 +243,7 @@ def test_random_attack_is_reproducible_and_key_dependent():
     assert np.any(a != c)
 
 
-@pytest.mark.parametrize("attack", [a for a in ATTACKS if a != "none"])
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a not in ("none", "stealth")])  # stealth: below
 @pytest.mark.parametrize("G_kind", ["uncoded", "bernoulli", "ones"])
 def test_every_attack_changes_the_byzantine_message(attack, G_kind):
     n, k, d = 7, 7, 64
@@ -263,7 +263,7 @@ def test_every_attack_changes_the_byzantine_message(attack, G_kind):
     assert np.all(np.asarray(C) != 0)
     byz = jnp.asarray(rng.random(n) < 0.5).at[0].set(True)
     for direction in (-1, 1):
-        msgs = attack_messages(attack, C, S, jax.random.PRNGKey(9), direction, loads=G.sum(axis=1))
+        msgs = attack_messages(attack, C, S, jax.random.PRNGKey(9), direction, loads=G.sum(axis=1), byzantine=byz)
         sent = np.asarray(corrupt(C, byz, msgs))
         for i in range(n):
             if bool(byz[i]):
@@ -272,6 +272,31 @@ def test_every_attack_changes_the_byzantine_message(attack, G_kind):
                 np.testing.assert_array_equal(sent[i], np.asarray(C)[i])
         if attack != "directional":
             break
+
+
+def test_stealth_attack_overturns_exactly_where_it_can_and_is_honest_elsewhere():
+    """Byzantine workers send −v0 where b votes against the no-attack vote v0 reverse or tie it,
+    their honest vote elsewhere; so the vote differs from v0 exactly at those coordinates."""
+    n, k, d = 9, 9, 400
+    rng = np.random.default_rng(5)
+    G = jnp.asarray(rng.random((n, k)) < 0.4, jnp.float32)
+    S = jnp.asarray(rng.choice(TIE_VALUES, size=(k, d)), jnp.float32)
+    C = np.asarray(local_votes(G, S))
+    byz = np.zeros(n, bool)
+    byz[[1, 4, 6]] = True
+    msgs = np.asarray(attack_messages("stealth", jnp.asarray(C), S, None, byzantine=jnp.asarray(byz)))
+    v0 = np.sign(C.sum(axis=0))
+    honest = C[~byz].sum(axis=0)
+    can = (v0 != 0) & (np.sign(honest - 3 * v0) != v0)
+    assert 0 < can.sum() < d
+    np.testing.assert_array_equal(msgs[:, ~can], C[:, ~can])
+    np.testing.assert_array_equal(msgs[:, can], np.broadcast_to(-v0[can], (n, int(can.sum()))))
+    v = np.asarray(election(G, S, jnp.asarray(byz), "stealth"))
+    np.testing.assert_array_equal(v != v0, can)
+    for fused in (False, True):    # the fused form agrees
+        np.testing.assert_array_equal(np.asarray(election(G, S, jnp.asarray(byz), "stealth", fused=fused)), v)
+    with pytest.raises(ValueError, match="^byzantine: the stealth attack needs the Byzantine set"):
+        attack_messages("stealth", jnp.asarray(C), S, None)
 
 
 # ---------------------------------------------------------------------------------------------

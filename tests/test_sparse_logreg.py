@@ -74,7 +74,7 @@ def reference_logreg_steps(scheme, params, task, state, steps: int):
     return votes, thetas
 
 
-@pytest.mark.parametrize("attack", ["none", "reverse", "directional", "omniscient"])
+@pytest.mark.parametrize("attack", ["none", "reverse", "directional", "omniscient", "stealth"])
 @pytest.mark.parametrize("formulation", ["dense", "touched_coordinates"])
 def test_amazon_rule_matches_paper_loop(attack, formulation):
     task = sparse_task()

@@ -20,10 +20,10 @@ no correct direction to output and every such pattern counts as a failure, so us
 uniform signs.
 
 **Attacks.** Every attack of :mod:`jax_ec.attacks` (``none, reverse, directional, random,
-omniscient``) with ``b`` Byzantine workers chosen by ``placement`` (``uniform``: ``b`` workers drawn
-uniformly once per code draw, fixed for all of that draw's patterns, as a trial of the paper keeps its
-Byzantine set for the run; ``most_loaded``: the ``b`` workers of largest load, ties to the lower
-index). The directional attack sends ``direction`` (default −1: against the true sign +1 of the
+omniscient, stealth``) with ``b`` Byzantine workers chosen by ``placement`` (``uniform``: ``b``
+workers drawn uniformly once per code draw, fixed for all of that draw's patterns, as a trial of the
+paper keeps its Byzantine set for the run; ``most_loaded``: the ``b`` workers of largest load, ties
+to the lower index). The directional attack sends ``direction`` (default −1: against the true sign +1 of the
 ``correct`` model; with uniform signs the direction does not matter by the ±1 symmetry). The random
 attack draws its messages from a key derived from the call's key.
 
@@ -401,6 +401,11 @@ def _pattern_failures(G: np.ndarray, S: np.ndarray, ref: np.ndarray, byz: np.nda
     if attack == "omniscient":
         truth = np.sign(S.sum(axis=0))
         return _fail_of_total(honest - nb * truth, ref).astype(np.float64)
+    if attack == "stealth":   # against the no-attack vote v0, only where b votes overturn it
+        own = np.where(mask, C, 0).sum(axis=1)
+        v0 = np.sign(honest + own)
+        flip = (v0 != 0) & (np.sign(honest - nb * v0) != v0)
+        return _fail_of_total(np.where(flip, honest - nb * v0, honest + own), ref).astype(np.float64)
     # random: exact average over the Byzantine messages
     out = np.zeros(honest.shape)
     for j in range(int(nb.max()) + 1):
