@@ -26,7 +26,11 @@ Placement of the ``b`` Byzantine workers (``b`` may be an array: one compiled pr
 * ``uniform``     — ``b`` distinct workers drawn uniformly per trial, fixed for the run (the paper);
 * ``most_loaded`` — the ``b`` workers with the largest loads (code-aware adversary; ties to the
   lower index);
-* ``per_step``    — ``b`` workers redrawn uniformly at every step.
+* ``per_step``    — ``b`` workers redrawn uniformly at every step;
+* ``adaptive``, ``adaptive_exact`` (:data:`ADAPTIVE_PLACEMENTS`) — chosen at every step from ``G``
+  and the step's partition signs, the set whose omniscient messages flip the most coordinates of
+  the vote (greedy, or exact for small n and b): :mod:`jax_ec.adaptive`. They have no set before
+  the first step (:func:`byzantine_mask` gives none).
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ import jax.numpy as jnp
 
 from . import _checks
 
-__all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS",
-           "COORDINATEWISE_ATTACKS", "attack_messages", "stealth_flips", "real_attack_messages",
-           "binomial_half_sign", "uniform_placement", "most_loaded_placement", "byzantine_mask",
-           "check_attack"]
+__all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "ADAPTIVE_PLACEMENTS", "RANDOM_ATTACKS",
+           "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS", "attack_messages", "stealth_flips",
+           "real_attack_messages", "binomial_half_sign", "uniform_placement", "most_loaded_placement",
+           "byzantine_mask", "check_attack"]
 
 
 def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], max_load: int) -> jax.Array:
@@ -173,7 +177,8 @@ ATTACK_TABLE: dict[str, Attack] = {a.name: a for a in (
     Attack("omniscient", _vote_omniscient, _real_omniscient, False, True),
 )}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_TABLE)
-PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step")
+ADAPTIVE_PLACEMENTS: tuple[str, ...] = ("adaptive", "adaptive_exact")
+PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step", *ADAPTIVE_PLACEMENTS)
 RANDOM_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.random)
 SIGN_ONLY_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.real is None)
 COORDINATEWISE_ATTACKS: tuple[str, ...] = tuple(a for a, x in ATTACK_TABLE.items() if x.coordinatewise)
@@ -234,8 +239,11 @@ def most_loaded_placement(G: jax.Array, b: int | jax.Array) -> jax.Array:
 
 
 def byzantine_mask(placement: str, key: jax.Array, G: jax.Array, b: int | jax.Array) -> jax.Array:
-    """Byzantine set for a trial (``per_step`` gives the first step's set; redraw with the step key)."""
+    """Byzantine set for a trial (``per_step`` gives the first step's set; redraw with the step key;
+    the adaptive placements give no worker: their set is chosen at every step from that step's signs)."""
     placement = _checks.one_of("placement", placement, PLACEMENTS, what="placement")
+    if placement in ADAPTIVE_PLACEMENTS:
+        return jnp.zeros((G.shape[0],), jnp.bool_)
     if placement in ("uniform", "per_step"):
         return uniform_placement(key, G.shape[0], b)
     return most_loaded_placement(G, b)

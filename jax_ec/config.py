@@ -31,8 +31,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from . import _checks
+from .adaptive import EXACT_MAX_B, EXACT_MAX_WORKERS
 from .aggregators import AGGREGATORS, REAL_AGGREGATORS
-from .attacks import ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
+from .attacks import ADAPTIVE_PLACEMENTS, ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
 from .election import MAX_PARTITIONS, NOISE_MODELS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig", "MeshConfig", "RuntimeConfig",
@@ -329,6 +330,10 @@ class SchemeConfig(_Section):
     experiment's noise before the sign and step size for this scheme (real-valued baselines move by
     gradient magnitudes, sign schemes by ±1, so they usually want different step sizes).
 
+    ``placement`` overrides the experiment's Byzantine placement for this scheme, so that one config
+    compares, say, ``uniform`` and ``adaptive`` placement (a static field: each placement compiles
+    its own program).
+
     ``sweep``: a grid over any of these fields, e.g. ``{b: [1, 2, 3], r: [2, 3]}``; the scheme
     stands for one scheme per point, named ``name[b=1,r=2]`` (:func:`expand_sweeps`).
     """
@@ -340,6 +345,7 @@ class SchemeConfig(_Section):
     matrix: Union[Str, list, None] = None
     attack: Str | None = None
     b: Int | None = None
+    placement: Str | None = None
     aggregator: Str = "vote"
     rho: Float = 1.0
     noise_std: Float | None = None
@@ -605,6 +611,29 @@ class ExperimentConfig(_Section):
             _fail("runtime.mesh.partitions", self.runtime.mesh.partitions,
                   f"must divide the k = {k} partitions of scheme {s.name!r} (allowed: "
                   f"{', '.join(str(m) for m in range(1, k + 1) if k % m == 0)})")
+        self._validate_placement(s, path)
+
+    def _validate_placement(self, s: SchemeConfig, path: str) -> None:
+        """A scheme's placement: a known one; an adaptive one only with the omniscient attack on a
+        sign aggregator (and ``adaptive_exact`` only where its enumeration is small)."""
+        if s.placement is not None and s.placement not in PLACEMENTS:
+            _fail(f"{path}.placement", s.placement, f"allowed: {', '.join(PLACEMENTS)} (or null to use the "
+                  "experiment's)")
+        placement, attack, b = self.scheme_placement(s), self.scheme_attack(s), self.scheme_b(s)
+        if placement not in ADAPTIVE_PLACEMENTS or attack == "none":
+            return
+        field = f"{path}.placement" if s.placement is not None else "placement"
+        fixed = ", ".join(p for p in PLACEMENTS if p not in ADAPTIVE_PLACEMENTS)
+        if attack != "omniscient":
+            _fail(field, placement, f"the adaptive placements corrupt with the omniscient message and need attack: "
+                  f"omniscient (scheme {s.name!r} runs {attack!r}); allowed with {attack!r}: {fixed}")
+        if s.aggregator not in ("vote", "signed_sum"):
+            _fail(field, placement, f"the adaptive placements choose which votes to corrupt: allowed with the vote and "
+                  f"signed_sum aggregators (scheme {s.name!r} uses {s.aggregator!r}); allowed there: {fixed}")
+        if placement == "adaptive_exact" and (self.n > EXACT_MAX_WORKERS or b > EXACT_MAX_B):
+            _fail(field, placement, f"the exact search enumerates every set of b workers: allowed for n <= "
+                  f"{EXACT_MAX_WORKERS} and b <= {EXACT_MAX_B} (scheme {s.name!r}: n = {self.n}, b = {b}); "
+                  "placement: adaptive is the greedy search")
 
     def _check_redraws(self, s: SchemeConfig, path: str) -> None:
         """Refuse ``nonempty_rows`` where redrawing until no worker is empty would take too long.
@@ -627,6 +656,10 @@ class ExperimentConfig(_Section):
         """The attack a scheme runs under (``none`` when it has no Byzantine worker)."""
         attack = self.attack if s.attack is None else s.attack
         return "none" if self.scheme_b(s) == 0 else attack
+
+    def scheme_placement(self, s: SchemeConfig) -> str:
+        """The Byzantine placement of a scheme (its own, else the experiment's)."""
+        return self.placement if s.placement is None else s.placement
 
     def scheme_b(self, s: SchemeConfig) -> int:
         """Number of Byzantine workers of a scheme (0 under ``attack: none``)."""

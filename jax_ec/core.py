@@ -42,8 +42,9 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from .adaptive import adaptive_placement, omniscient_inputs, signed_sum_inputs
 from .aggregators import aggregate, worker_means
-from .attacks import byzantine_mask, real_attack_messages, uniform_placement
+from .attacks import ADAPTIVE_PLACEMENTS, byzantine_mask, real_attack_messages, uniform_placement
 from .codes import draw_code
 from .election import (election, fused_election, per_copy_election, per_copy_noise_sums,
                        signed_sum_election)
@@ -250,8 +251,13 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
     shapes = jax.eval_shape(task.init, jax.random.PRNGKey(0))[0]
     num_params = int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes)))
     num_train = task.num_train
+    # Adaptive placement: the Byzantine set of each step is chosen from the step's signs (jax_ec.adaptive).
+    adaptive = s.placement in ADAPTIVE_PLACEMENTS and s.attack != "none"
+    if adaptive and s.aggregator not in ("vote", "signed_sum"):
+        raise ValueError(f"placement: got {s.placement!r}; the adaptive placements choose which votes to corrupt: "
+                         f"allowed with the vote and signed_sum aggregators, not {s.aggregator!r}")
     leafwise = (vote_form == "leafwise" and s.aggregator == "vote" and s.worker_momentum == 0 and s.noise == "none"
-                and axis is None)
+                and axis is None and not adaptive)
 
     def psum(x):
         return jax.lax.psum(x, axis)
@@ -279,7 +285,8 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
                           jnp.int32(0), TrialKeys(k_data, k_noise, k_attack, k_byz, k_augment), jnp.bool_(True))
 
     def step_byzantine(state: TrialState, params: SchemeParams) -> jax.Array:
-        """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement)."""
+        """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement; the
+        adaptive placements choose theirs in ``update``, from the step's signs)."""
         if s.placement == "per_step":
             return uniform_placement(jax.random.fold_in(state.keys.placement, state.step), s.n, params.b)
         return state.byzantine
@@ -305,6 +312,12 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         ``G[:, block] @ S_block`` with a ``psum`` (exact: small integers), the other aggregators,
         per-copy noise, the ``random_per_partition`` attack and the BatchNorm statistics gather the
         k partitions' values first, so every number equals the unsharded step's.
+
+        Adaptive placement (``adaptive``, ``adaptive_exact``; the attack is ``omniscient``): the
+        Byzantine set of the step is chosen from ``G`` and the step's k partition signs (after the
+        worker momentum and any per-partition noise; without the per-copy noise, which the adversary
+        does not see), as :func:`jax_ec.adaptive.adaptive_placement` (for ``signed_sum``: from the
+        signs of the summed gradients).
         """
         train_x, train_y = data[0], data[1]
         local = local_partitions()
@@ -338,6 +351,11 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
             g = g + params.noise_std * jax.vmap(
                 lambda j: jax.random.normal(jax.random.fold_in(noise_key, j), g.shape[1:], g.dtype))(local)
         attack_key = jax.random.fold_in(state.keys.attack, state.step)
+        if adaptive:
+            full = gather(g)
+            C, m = (signed_sum_inputs(state.G, full) if s.aggregator == "signed_sum"
+                    else omniscient_inputs(state.G, jnp.sign(full)))
+            byzantine = adaptive_placement(s.placement, C, m, params.b)
         if s.aggregator == "vote":
             if s.noise == "per_copy":
                 v = per_copy_election(state.G, gather(g), byzantine, s.attack, noise_key, params.noise_std,

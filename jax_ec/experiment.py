@@ -43,6 +43,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from . import interrupt
 from ._io import atomic_write_text, git_revision, run_metadata, write_json
+from .attacks import ADAPTIVE_PLACEMENTS
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, CheckpointError, config_fingerprint
 from .config import ExperimentConfig, config_to_dict
 from .folder import ResultsFolder, check_output_dir
@@ -493,8 +494,8 @@ def _scheme_record(r: SchemeRun) -> dict[str, Any]:
         "batch_size": s.static.batch, "samples_per_partition": s.static.per_partition,
         "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
         "max_load": r.max_load, "b": s.b, "attack": s.attack, "placement": s.static.placement,
-        # per_step placement redraws the set every step: no fixed set to report.
-        "byzantine_workers": (None if s.static.placement == "per_step"
+        # per_step and the adaptive placements choose the set every step: no fixed set to report.
+        "byzantine_workers": (None if s.static.placement in ("per_step", *ADAPTIVE_PLACEMENTS)
                               else [np.flatnonzero(b).tolist() for b in r.byzantine]),
         "wall_time_s": float(r.curves.wall_time[0, -1]),
         "resumed_from_step": r.resumed_from_step,

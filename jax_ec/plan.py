@@ -168,7 +168,7 @@ def _resolve(cfg: ExperimentConfig, s: SchemeConfig, parent: str, point: tuple, 
     noise_std = cfg.noise_std if s.noise_std is None else s.noise_std
     repetition = s.aggregator == "repetition"
     static = SchemeStatic(
-        n=cfg.n, k=k, aggregator=s.aggregator, attack=attack, placement=cfg.placement,
+        n=cfg.n, k=k, aggregator=s.aggregator, attack=attack, placement=cfg.scheme_placement(s),
         noise="none" if noise_std == 0 else cfg.scheme_noise_model(s),
         worker_momentum=cfg.optim.worker_momentum, momentum=cfg.optim.momentum,
         weight_decay=cfg.optim.weight_decay, partitioning=cfg.partitioning, batch=batch, steps_per_epoch=spe,

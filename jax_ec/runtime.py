@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .attacks import ADAPTIVE_PLACEMENTS
 from .config import ConfigError, RuntimeConfig
 from .core import SchemeStatic, Train
 from .core import make_train as make_dense_train
@@ -121,7 +122,8 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
     jax-ml/jax#12868) and step from Python for the same reason; the per-partition convolution
     rule. Elsewhere (GPU, TPU): ``vmap``, ``scan``, JAX's standard convolution; a CPU path forced
     there (:data:`CPU_PATHS`) runs with a :class:`CpuPathWarning`. The fused vote
-    wherever it applies: leafwise where nothing needs the flat (k, d) gradients, except for
+    wherever it applies: leafwise where nothing needs the flat (k, d) gradients (the adaptive placements
+    do: they count flipped coordinates over all of them), except for
     convolutional models, which vote in the flat form (it compiles faster for them).
     """
     config = config if config is not None else RuntimeConfig()
@@ -155,7 +157,7 @@ def choose(backend: str, task: Task, static: SchemeStatic, trials: int, total_st
         vote = config.vote
     elif fused_applies(static.n, static.k, static.attack) and shards == 1:
         leafwise = (not task.convolutional and static.aggregator == "vote" and static.worker_momentum == 0
-                    and static.noise == "none")
+                    and static.noise == "none" and static.placement not in ADAPTIVE_PLACEMENTS)
         vote = "leafwise" if leafwise else "fused"
     else:
         vote = "matmul"

@@ -10,7 +10,8 @@ of O(n · k · D) for D = 263,500 coordinates, and gives the same votes as the d
 every step and coordinate (tested on the real features).
 
 It applies (:func:`applies`) with worker momentum, no master momentum or weight decay, no noise, a
-fixed Byzantine set and an attack whose message at a coordinate depends only on that coordinate's
+fixed Byzantine set (``uniform`` or ``most_loaded``: not ``per_step``, nor the adaptive placements,
+which read every coordinate's signs to choose the set) and an attack whose message at a coordinate depends only on that coordinate's
 partition signs (:data:`jax_ec.attacks.COORDINATEWISE_ATTACKS`). A coordinate no partition has
 touched yet has all partition signs 0, so its vote is the constant election outcome on an all-zero
 column (e.g. +1 under a directional +1 attack with b > 0).
@@ -76,7 +77,7 @@ def applies(static: SchemeStatic, task: Task, total_steps: int) -> bool:
     """Whether the touched-coordinates formulation computes this scheme exactly."""
     return (task.sparse_logreg and static.aggregator == "vote" and static.worker_momentum > 0
             and static.momentum == 0 and static.weight_decay == 0 and static.noise == "none"
-            and static.attack in COORDINATEWISE_ATTACKS and static.placement != "per_step"
+            and static.attack in COORDINATEWISE_ATTACKS and static.placement in ("uniform", "most_loaded")
             and total_steps < MAX_STEPS)
 
 

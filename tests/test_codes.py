@@ -312,6 +312,8 @@ def test_byzantine_mask_dispatch_and_unknown_placement():
     np.testing.assert_array_equal(np.asarray(byzantine_mask("uniform", key, G, 2)),
                                   np.asarray(uniform_placement(key, 5, 2)))
     assert int(np.asarray(byzantine_mask("per_step", key, G, 2)).sum()) == 2
-    assert set(PLACEMENTS) == {"uniform", "most_loaded", "per_step"}
+    assert set(PLACEMENTS) == {"uniform", "most_loaded", "per_step", "adaptive", "adaptive_exact"}
+    for adaptive in ("adaptive", "adaptive_exact"):   # chosen at every step (jax_ec.adaptive): no set before
+        assert not np.asarray(byzantine_mask(adaptive, key, G, 2)).any()
     with pytest.raises(ValueError, match="^placement.*most_loaded"):
         byzantine_mask("lightest", key, G, 1)

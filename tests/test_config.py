@@ -114,6 +114,16 @@ def test_configs_amazon_paper_equals_default():
     (["attack=nuke"], "attack", ["'nuke'", "allowed:", "directional", "reverse"]),
     (["schemes.1.attack=nuke"], "schemes[1].attack", ["'nuke'", "allowed:"]),
     (["placement=everywhere"], "placement", ["'everywhere'", "allowed:", "uniform", "most_loaded"]),
+    # Adaptive placement: per scheme too; the omniscient message, a sign aggregator, a small exact search.
+    (["schemes.1.placement=anywhere"], "schemes[1].placement", ["'anywhere'", "allowed:", "adaptive_exact"]),
+    (["placement=adaptive"], "placement", ["'adaptive'", "attack: omniscient", "'directional'",
+                                           "allowed with 'directional': uniform, most_loaded, per_step"]),
+    (["attack=omniscient", "schemes.1.placement=adaptive", "schemes.1.aggregator=median"], "schemes[1].placement",
+     ["'adaptive'", "vote and signed_sum aggregators", "'median'"]),
+    (["attack=omniscient", "placement=adaptive_exact"], "placement",
+     ["'adaptive_exact'", "n <= 15 and b <= 3", "n = 15, b = 5", "placement: adaptive"]),
+    (["attack=omniscient", "b=3", "schemes.2.placement=adaptive_exact", "schemes.2.b=4"], "schemes[2].placement",
+     ["'adaptive_exact'", "n <= 15 and b <= 3", "b = 4"]),
     (["schemes.0.code=lrc"], "schemes[0].code", ["'lrc'", "allowed:", "bernoulli", "matrix"]),
     (["task.name=imagenet"], "task.name", ["'imagenet'", "allowed:", "amazon", "synthetic", "cifar10"]),
     (["partitioning=random"], "partitioning", ["'random'", "allowed:", "shards", "split"]),
@@ -503,6 +513,22 @@ def test_matrix_code_from_csv_path(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Per-scheme attack and b
 # ---------------------------------------------------------------------------------------------
+
+
+def test_scheme_placement_overrides_the_experiment_and_sweeps():
+    """schemes[].placement overrides the experiment's (a static field: schemes differing in it form
+    separate groups); it is sweepable; an adaptive placement is fine without attack (b = 0)."""
+    cfg = config_from_dict({"attack": "omniscient", "b": 3, "schemes": [
+        {"name": "mv", "code": "uncoded"},
+        {"name": "bern", "code": "bernoulli", "r": 2, "sweep": {"placement": ["uniform", "adaptive", "adaptive_exact"]}},
+        {"name": "clean", "code": "uncoded", "attack": "none", "placement": "adaptive"}]})
+    from jax_ec.plan import make_schemes
+    schemes = make_schemes(cfg, 26325)
+    assert [s.static.placement for s in schemes] == ["uniform", "uniform", "adaptive", "adaptive_exact", "adaptive"]
+    assert [s.name for s in schemes][1:4] == ["bern[placement=uniform]", "bern[placement=adaptive]",
+                                             "bern[placement=adaptive_exact]"]
+    assert config_from_dict({"placement": "adaptive", "attack": "reverse",
+                             "schemes": [{"name": "clean", "code": "uncoded", "attack": "none"}]})
 
 
 def test_scheme_attack_and_b():

@@ -48,8 +48,9 @@ def amazon_style_config(**changes) -> dict:
     return base
 
 
-def reference_logreg_steps(scheme, params, task, state, steps: int):
-    """Paper-style loop: per partition gradients sample by sample, momentum, then the election."""
+def reference_logreg_steps(scheme, params, task, state, steps: int, choose=None):
+    """Paper-style loop: per partition gradients sample by sample, momentum, then the election
+    (``choose(G, momentum)``, if given, picks each step's Byzantine set)."""
     s = scheme.static
     x, y = np.asarray(task.train_x), np.asarray(task.train_y)
     theta = np.zeros(D, np.float32)
@@ -67,7 +68,7 @@ def reference_logreg_steps(scheme, params, task, state, steps: int):
                 for c in x[sample]:
                     g[c] += r
             mom[j] = beta * mom[j] + (1 - beta) * g
-        v = reference_elect(G, mom, byz, s.attack, int(params.attack_sign))
+        v = reference_elect(G, mom, byz if choose is None else choose(G, mom), s.attack, int(params.attack_sign))
         theta = theta - np.float32(lr_at(params.lr, params.lr_boundaries, jnp.int32(t))) * v.astype(np.float32)
         votes.append(v)
         thetas.append(theta.copy())
