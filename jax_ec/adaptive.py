@@ -28,9 +28,9 @@ gains), so ``F`` is coverage-like but not submodular and greedy's ``1 − 1/e`` 
 
 **Exact** (``placement: adaptive_exact``, :func:`exact_placement`). Every set of exactly ``b``
 workers, the first best one in lexicographic order. The sets of every size up to a static
-``max_b`` are enumerated once (NumPy ``itertools``) and those of size ≠ b masked, so ``b`` may be
-traced; ``Σ_{s ≤ 3} C(15, s) = 576`` sets at the limits the config allows (n ≤ 15, b ≤ 3:
-:data:`EXACT_MAX_WORKERS`, :data:`EXACT_MAX_B`).
+``max_b`` are enumerated once (NumPy ``itertools``) and a ``lax.switch`` on ``b`` picks those of
+size b, so ``b`` may be traced; at most ``C(15, 3) = 455`` sets at the limits the config allows
+(n ≤ 15, b ≤ 3: :data:`EXACT_MAX_WORKERS`, :data:`EXACT_MAX_B`), each costing O(n·d).
 
 With partition signs in {±1}, a perfectly b-tolerant code (:mod:`jax_ec.analysis.verify`) loses
 no coordinate whose partition majority ``µ = sign(1ᵀS)`` is strict: there ``v0 = µ = −m`` and no
@@ -144,44 +144,52 @@ def greedy_placement(C: jax.Array, m: jax.Array, b: int | jax.Array) -> jax.Arra
 
 
 @lru_cache(maxsize=None)
-def _subsets(n: int, max_b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every subset of ``range(n)`` of size ``0..max_b`` as rows of a 0/1 matrix, by size and then
-    in lexicographic order (:func:`itertools.combinations`), and the sizes."""
-    rows, sizes = [], []
-    for size in range(min(max_b, n) + 1):
-        for combo in itertools.combinations(range(n), size):
-            row = np.zeros(n, np.float32)
-            row[list(combo)] = 1.0
-            rows.append(row)
-            sizes.append(size)
-    return np.stack(rows), np.asarray(sizes, np.int32)
+def _subsets(n: int, size: int) -> np.ndarray:
+    """Every subset of ``range(n)`` of ``size`` workers as rows of a 0/1 matrix, in lexicographic
+    order (:func:`itertools.combinations`)."""
+    rows = np.zeros((math.comb(n, size), n), np.float32)
+    for row, combo in zip(rows, itertools.combinations(range(n), size)):
+        row[list(combo)] = 1.0
+    return rows
 
 
-def exact_placement(C: jax.Array, m: jax.Array, b: int | jax.Array, max_b: int = EXACT_MAX_B) -> jax.Array:
-    """The set of exactly ``b`` workers with the most flipped coordinates, the lexicographically
-    first among equals: (n,) bool. ``b`` may be traced but must not exceed the static ``max_b``
-    (a concrete larger b raises; the config refuses a larger one before anything compiles)."""
-    _check(C, m)
-    n = C.shape[0]
-    if not isinstance(b, jax.core.Tracer) and not 0 <= int(b) <= min(max_b, n):
-        raise ValueError(f"b: got {int(b)}; adaptive_exact enumerates sets of 0..{min(max_b, n)} workers "
-                         f"(max_b = {max_b}, n = {n})")
-    count = sum(math.comb(n, s) for s in range(min(max_b, n) + 1))
-    if count > 2 ** 16:
-        raise ValueError(f"max_b: got {max_b}; {count} sets of at most {max_b} of n = {n} workers are too many "
-                         "to enumerate (use greedy_placement)")
-    sets, sizes = _subsets(n, max_b)
+def _best_of_size(C: jax.Array, m: jax.Array, size: int) -> jax.Array:
+    """The first set of ``size`` workers (lexicographic order) with the most flipped coordinates."""
+    sets = jnp.asarray(_subsets(C.shape[0], size))
     delta = m[None, :] - C
-    total = jnp.ones((n,), C.dtype) @ C
+    total = jnp.ones((C.shape[0],), C.dtype) @ C
     v0 = jnp.sign(total)
 
     def flips(row):
         return (jnp.sign(total + row.astype(C.dtype) @ delta) != v0).sum(dtype=jnp.int32)
 
     # A few dozen sets at a time: a (sets, d) intermediate stays small at Amazon's d.
-    scores = jax.lax.map(flips, jnp.asarray(sets), batch_size=min(len(sets), 32))
-    scores = jnp.where(jnp.asarray(sizes) == jnp.asarray(b, jnp.int32), scores, -1)
-    return jnp.asarray(sets)[jnp.argmax(scores)] > 0
+    scores = jax.lax.map(flips, sets, batch_size=min(len(sets), 32))
+    return sets[jnp.argmax(scores)] > 0
+
+
+def exact_placement(C: jax.Array, m: jax.Array, b: int | jax.Array, max_b: int = EXACT_MAX_B) -> jax.Array:
+    """The set of exactly ``b`` workers with the most flipped coordinates, the lexicographically
+    first among equals: (n,) bool.
+
+    Every set of each size ``0..max_b`` (static) is enumerated once at trace time and a
+    ``lax.switch`` on ``b`` evaluates those of size ``b`` (under ``vmap`` a switch evaluates every
+    branch: ``Σ_{s ≤ max_b} C(n, s)`` sets, 576 at n = 15). Each set costs O(n·d), so this is for
+    small ``n·d`` or few steps; the greedy search is the one for long runs. ``b`` may be traced but
+    must not exceed ``max_b``: a concrete larger ``b`` raises, a traced one is clipped to ``max_b``
+    (the config refuses it before anything compiles)."""
+    _check(C, m)
+    n = C.shape[0]
+    top = min(max_b, n)
+    if not isinstance(b, jax.core.Tracer) and not 0 <= int(b) <= top:
+        raise ValueError(f"b: got {int(b)}; adaptive_exact enumerates sets of 0..{top} workers "
+                         f"(max_b = {max_b}, n = {n})")
+    count = sum(math.comb(n, s) for s in range(top + 1))
+    if count > 2 ** 16:
+        raise ValueError(f"max_b: got {max_b}; {count} sets of at most {max_b} of n = {n} workers are too many "
+                         "to enumerate (use greedy_placement)")
+    branches = [lambda C, m, size=size: _best_of_size(C, m, size) for size in range(top + 1)]
+    return jax.lax.switch(jnp.clip(jnp.asarray(b, jnp.int32), 0, top), branches, C, m)
 
 
 def adaptive_placement(placement: str, C: jax.Array, m: jax.Array, b: int | jax.Array) -> jax.Array:
