@@ -172,6 +172,7 @@ def test_interval_without_any_failure_is_a_clopper_pearson_bound_over_draws():
 # Smallest p
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_smallest_p_brackets_the_target_and_decreases_with_n():
     target, bits = 0.05, 7
     kwargs = dict(target=target, b_fraction=0.2, sign_model=("correct", 0.75), draws=128,
