@@ -18,8 +18,8 @@ Robust aggregators from the Byzantine-robust learning literature, following ByzF
 (``byzfl`` 0.0.11; ``tests/test_zoo_byzfl.py`` checks them against its outputs). ``f`` is the number
 of Byzantine workers the defense assumes: the trainer passes the scheme's ``b`` (a traced integer,
 so that one compiled program serves every b; everything that depends on f is a rank mask, never a
-shape). They need ``2f < n`` (the config refuses more; under tracing f is clipped to
-``[0, ⌊(n−1)/2⌋]``):
+shape). Those that read f (:data:`ASSUMES_F`) need ``2f < n`` (the config refuses more; a traced
+f is clipped to ``[0, ⌊(n−1)/2⌋]``):
 
 * ``trimmed_mean`` — coordinate-wise: drop the f largest and the f smallest values, average the
   other ``n − 2f``;
@@ -35,7 +35,7 @@ shape). They need ``2f < n`` (the config refuses more; under tracing f is clippe
   ``v_{l+1} = v_l + (1/n) Σ_i (M_i − v_l) · min(1, τ / ‖M_i − v_l‖)``, L iterations
   (τ = :data:`CENTERED_CLIPPING_TAU`, L = :data:`CENTERED_CLIPPING_ITERATIONS`, ByzFL's defaults);
   it does not read f. ByzFL keeps its center across calls (the previous aggregate; zero at the
-  first call); the trainer does the same, carrying the center in its state;
+  first call); the trainer does the same (``TrialState.center``, :mod:`jax_ec.core`);
 * ``nnm+<aggregator>`` — nearest-neighbour mixing before any of the above (and the median and
   mean; not repetition, whose groups NNM would mix): every message is replaced by the mean of its
   ``n − f`` nearest messages, itself included (ties to the lower index), then the aggregator runs

@@ -52,8 +52,9 @@ import jax.numpy as jnp
 from . import _checks
 
 __all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "RANDOM_ATTACKS", "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS",
-           "VOTE_ATTACKS", "REAL_ATTACKS", "REAL_ONLY_ATTACKS", "IPM_DEFAULT_SCALE", "alie_z", "attack_messages", "real_attack_messages", "binomial_half_sign", "uniform_placement",
-           "most_loaded_placement", "byzantine_mask", "check_attack"]
+           "VOTE_ATTACKS", "REAL_ATTACKS", "REAL_ONLY_ATTACKS", "IPM_DEFAULT_SCALE", "alie_z", "attack_messages",
+           "real_attack_messages", "binomial_half_sign", "uniform_placement", "most_loaded_placement", "byzantine_mask",
+           "check_attack"]
 
 
 def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], max_load: int) -> jax.Array:

@@ -586,8 +586,8 @@ class ExperimentConfig(_Section):
                   f"{s.aggregator} aggregator (allowed there: "
                   f"{', '.join(a for a in ATTACKS if a not in SIGN_ONLY_ATTACKS)})")
         if s.aggregator not in REAL_AGGREGATORS and attack in REAL_ONLY_ATTACKS:
-            _fail(f"{path}.attack", attack, f"the {attack} attack reads the honest workers' real-valued messages; it has "
-                  f"no vote form for the {s.aggregator} aggregator (allowed there: {', '.join(VOTE_ATTACKS)})")
+            _fail(f"{path}.attack", attack, f"the {attack} attack reads the honest workers' real-valued messages; it "
+                  f"has no vote form for the {s.aggregator} aggregator (allowed there: {', '.join(VOTE_ATTACKS)})")
         configured = self.attack if s.attack is None else s.attack
         if s.attack_scale is not None and configured != "ipm":
             _fail(f"{path}.attack_scale", s.attack_scale, f"applies to the ipm attack only (this scheme's attack is "

@@ -266,7 +266,8 @@ def test_nnm_composes_and_a_concrete_f_is_checked():
     """``nnm+X`` is X on the mixed messages (tests/test_zoo_byzfl.py checks every X against ByzFL)."""
     from jax_ec.aggregators import NNM_AGGREGATORS, nnm
     M = jnp.asarray(_inputs(3, 7, 4, ties=False))
-    np.testing.assert_array_equal(np.asarray(aggregate("nnm+krum", M, f=2)), np.asarray(aggregate("krum", nnm(M, 2), f=2)))
+    np.testing.assert_array_equal(np.asarray(aggregate("nnm+krum", M, f=2)),
+                                  np.asarray(aggregate("krum", nnm(M, 2), f=2)))
     assert "nnm+repetition" not in NNM_AGGREGATORS
     for bad in (-1, 4, 1.5):
         with pytest.raises(ValueError, match=r"^f: got .*2f < n"):

@@ -96,7 +96,7 @@ __all__ = [
 ]
 
 ATTACK_NAMES: tuple[str, ...] = (*VOTE_ATTACKS, "worst_case")
-"""Attacks accepted here: those of :mod:`jax_ec.attacks` plus the per-pattern omniscient worst case."""
+"""Attacks accepted here: the vote attacks of :mod:`jax_ec.attacks` plus the per-pattern omniscient worst case."""
 
 PLACEMENT_NAMES: tuple[str, ...] = ("uniform", "most_loaded")
 """Byzantine placements accepted here (one set per code draw)."""
