@@ -277,5 +277,6 @@ def test_smallest_p_with_nonempty_rows_starts_where_redraws_stay_bounded():
 
 
 def test_attack_names_include_every_election_attack_and_the_worst_case():
-    from jax_ec.attacks import ATTACKS
-    assert set(ATTACKS) < set(ATTACK_NAMES) and "worst_case" in ATTACK_NAMES
+    from jax_ec.attacks import ATTACKS, VOTE_ATTACKS
+    assert set(VOTE_ATTACKS) < set(ATTACK_NAMES) and "worst_case" in ATTACK_NAMES
+    assert not set(ATTACK_NAMES) & (set(ATTACKS) - set(VOTE_ATTACKS))   # the real-valued-only attacks
