@@ -623,9 +623,13 @@ def main(argv: list[str] | None = None) -> dict | int:
     deadline = args.deadline_s if args.deadline_s is not None else (SMOKE_DEADLINE_S if args.smoke else DEADLINE_S)
     if deadline <= 0:
         parser.error(f"--deadline-s: got {deadline:g}; expected seconds > 0")
+    from benchmarks import device_wheels
+    if (site := device_wheels.activate()) is not None:   # a bare GPU machine: the carried wheels
+        _START_ENV["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [_START_ENV.get("PYTHONPATH")])])
     if missing := missing_modules():
         print(f"benchmarks.suite: error: missing Python packages {', '.join(missing)}; "
-              f"pip install {' '.join(missing)} (or pip install -e .)", file=sys.stderr)
+              f"pip install {' '.join(missing)} (or pip install -e .; on a machine without network, carry the "
+              f"wheels of `python -m benchmarks.device_wheels` in .device_wheels/)", file=sys.stderr)
         return 2
     env = _environment()
     if args.out:

@@ -14,12 +14,42 @@ send real gradients (32 bits per coordinate):
   mean gradient over partitions when every group decodes correctly and groups hold disjoint
   partitions).
 
+Robust aggregators from the Byzantine-robust learning literature, following ByzFL's definitions
+(``byzfl`` 0.0.11; ``tests/test_zoo_byzfl.py`` checks them against its outputs). ``f`` is the number
+of Byzantine workers the defense assumes: the trainer passes the scheme's ``b`` (a traced integer,
+so that one compiled program serves every b; everything that depends on f is a rank mask, never a
+shape). Those that read f (:data:`ASSUMES_F`) need ``2f < n`` (the config refuses more; a traced
+f is clipped to ``[0, ⌊(n−1)/2⌋]``):
+
+* ``trimmed_mean`` — coordinate-wise: drop the f largest and the f smallest values, average the
+  other ``n − 2f``;
+* ``krum`` — the message with the smallest Krum score ``score_i = Σ_{j ∈ N_i} ‖M_i − M_j‖²``, N_i
+  the ``n − f − 1`` nearest other messages (Blanchard et al. 2017; ByzFL averages instead of summing
+  the same number of terms: the same order); ties to the lower index;
+* ``multi_krum`` — the mean of the ``n − f`` messages of smallest Krum score (ties to the lower index);
+* ``geometric_median`` — the smoothed Weiszfeld iteration from ``z_0 = 0``:
+  ``β_i = 1 / max(‖M_i − z_t‖, ν)``, ``z_{t+1} = Σ_i β_i M_i / Σ_i β_i``, for
+  :data:`GEOMETRIC_MEDIAN_ITERATIONS` steps with ν = :data:`GEOMETRIC_MEDIAN_NU` (ByzFL's T and ν);
+  a message holding ±Inf gets weight 0 (ByzFL drops such rows); it does not read f;
+* ``centered_clipping`` — from a center ``v_0 = m``:
+  ``v_{l+1} = v_l + (1/n) Σ_i (M_i − v_l) · min(1, τ / ‖M_i − v_l‖)``, L iterations
+  (τ = :data:`CENTERED_CLIPPING_TAU`, L = :data:`CENTERED_CLIPPING_ITERATIONS`, ByzFL's defaults);
+  it does not read f. ByzFL keeps its center across calls (the previous aggregate; zero at the
+  first call); the trainer does the same (``TrialState.center``, :mod:`jax_ec.core`);
+* ``nnm+<aggregator>`` — nearest-neighbour mixing before any of the above (and the median and
+  mean; not repetition, whose groups NNM would mix): every message is replaced by the mean of its
+  ``n − f`` nearest messages, itself included (ties to the lower index), then the aggregator runs
+  on the mixed messages (Allouah et al. 2023).
+
 Byzantine workers replace ``M_i`` by the real-valued form of their attack
 (:data:`jax_ec.attacks.ATTACK_TABLE`).
 
 Non-finite messages: the master first replaces every NaN by 0 and clips ±Inf to the largest finite
 float32 (:func:`sanitize`); the median then ignores up to ⌊(n−1)/2⌋ such outliers, the mean does
-not (a single huge message moves it arbitrarily — as it would on a real cluster).
+not (a single huge message moves it arbitrarily — as it would on a real cluster). The robust
+aggregators sum messages bounded to ±max/(2n) (no sum overflows) and measure distances that may
+overflow to +Inf (such a message is the farthest: Krum and NNM rank it last, the geometric median
+and centered clipping give it weight 0), so garbage never turns into NaN.
 """
 
 from __future__ import annotations
@@ -27,15 +57,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "worker_means",
-           "sanitize", "median_rows", "coordinate_median", "mean_aggregate",
-           "repetition_groups", "repetition_weights", "repetition_aggregate", "aggregate"]
+__all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "ROBUST_AGGREGATORS", "NNM_AGGREGATORS",
+           "ASSUMES_F", "CENTERED", "GEOMETRIC_MEDIAN_NU", "GEOMETRIC_MEDIAN_ITERATIONS", "CENTERED_CLIPPING_TAU",
+           "CENTERED_CLIPPING_ITERATIONS", "worker_means", "sanitize", "median_rows", "coordinate_median",
+           "mean_aggregate", "repetition_groups", "repetition_weights", "repetition_aggregate", "sorted_rows",
+           "trimmed_mean", "squared_distances", "krum_scores", "krum", "multi_krum", "geometric_median",
+           "centered_clipping", "nnm", "aggregate"]
 
-REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition")
+ROBUST_AGGREGATORS: tuple[str, ...] = ("trimmed_mean", "krum", "multi_krum", "geometric_median", "centered_clipping")
+# Nearest-neighbour mixing composes with every real aggregator but repetition (NNM would mix its groups).
+NNM_AGGREGATORS: tuple[str, ...] = tuple(f"nnm+{a}" for a in ("median", "mean", *ROBUST_AGGREGATORS))
+REAL_AGGREGATORS: tuple[str, ...] = ("median", "mean", "repetition", *ROBUST_AGGREGATORS, *NNM_AGGREGATORS)
 # "vote": majority of partition signs (election coding); "signed_sum": a worker sends the sign of
 # the sum of its partitions' real gradients, the master takes the majority.
 AGGREGATORS: tuple[str, ...] = ("vote", "signed_sum", *REAL_AGGREGATORS)
-BITS_PER_COORDINATE: dict[str, int] = {"vote": 1, "signed_sum": 1, "median": 32, "mean": 32, "repetition": 32}
+BITS_PER_COORDINATE: dict[str, int] = {"vote": 1, "signed_sum": 1, **{a: 32 for a in REAL_AGGREGATORS}}
+# The aggregators that read f (the number of Byzantine workers they assume) and need 2f < n.
+ASSUMES_F: frozenset[str] = frozenset(("trimmed_mean", "krum", "multi_krum", *NNM_AGGREGATORS))
+# The aggregators that carry a center from one step to the next.
+CENTERED: frozenset[str] = frozenset(("centered_clipping", "nnm+centered_clipping"))
+
+GEOMETRIC_MEDIAN_NU = 0.1            # ByzFL GeometricMedian(nu=0.1): smoothing of the Weiszfeld weights
+GEOMETRIC_MEDIAN_ITERATIONS = 3      # ByzFL GeometricMedian(T=3)
+CENTERED_CLIPPING_TAU = 100.0        # ByzFL CenteredClipping(tau=100.0): the clipping radius τ
+CENTERED_CLIPPING_ITERATIONS = 1     # ByzFL CenteredClipping(L=1)
 
 
 def worker_means(G: jax.Array, grads: jax.Array) -> jax.Array:
@@ -120,9 +165,135 @@ def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...],
     return (jnp.asarray(weights, M.dtype) @ decoded) / total
 
 
+def sorted_rows(M: jax.Array) -> jax.Array:
+    """``M`` (n, d) sorted along axis 0 (``jnp.sort(M, axis=0)``): up to
+    :data:`MEDIAN_NETWORK_MAX_ROWS` rows by the odd-even transposition network of
+    :func:`median_rows` (one fused elementwise pass; XLA:CPU's sort is far slower)."""
+    n = M.shape[0]
+    if n > MEDIAN_NETWORK_MAX_ROWS:
+        return jnp.sort(M, axis=0)
+    rows = [M[i] for i in range(n)]
+    for rnd in range(n):
+        for i in range(rnd % 2, n - 1, 2):
+            rows[i], rows[i + 1] = jnp.minimum(rows[i], rows[i + 1]), jnp.maximum(rows[i], rows[i + 1])
+    return jnp.stack(rows)
+
+
+def _assumed_f(f, n: int, name: str) -> jax.Array:
+    """``f`` as an int32 in ``[0, ⌊(n−1)/2⌋]``; a concrete f outside raises one ValueError (a traced
+    one is clipped: the config refuses 2b >= n before anything is traced)."""
+    if not isinstance(f, jax.core.Tracer):
+        import numpy as np
+        value = np.asarray(f)
+        if value.ndim or not np.issubdtype(value.dtype, np.integer) or not 0 <= int(value) <= (n - 1) // 2:
+            raise ValueError(f"f: got {f!r}; the {name} aggregator assumes f Byzantine workers of n = {n} and needs "
+                             f"an integer with 0 <= f and 2f < n (f <= {(n - 1) // 2})")
+    return jnp.clip(jnp.asarray(f, jnp.int32), 0, (n - 1) // 2)
+
+
+def trimmed_mean(M: jax.Array, f) -> jax.Array:
+    """Coordinate-wise trimmed mean: per coordinate, drop the ``f`` largest and the ``f`` smallest
+    of the n values and average the other ``n − 2f`` (ByzFL ``TrMean(f)``; f = 0 is the mean)."""
+    n = M.shape[0]
+    f = _assumed_f(f, n, "trimmed_mean")
+    rank = jnp.arange(n)
+    keep = ((rank >= f) & (rank < n - f)).astype(M.dtype)
+    return (keep @ sorted_rows(_bounded(M))) / (n - 2 * f).astype(M.dtype)
+
+
+def squared_distances(M: jax.Array) -> jax.Array:
+    """``D[i, j] = ‖M_i − M_j‖²`` (n, n), from the differences themselves (exactly symmetric, 0 on
+    the diagonal and between equal messages; no ‖x‖² + ‖y‖² − 2x·y cancellation). XLA fuses the
+    differences into the reduction: nothing of size n² × d is stored."""
+    return jax.vmap(lambda x: jnp.sum(jnp.square(M - x), axis=1))(M)
+
+
+def krum_scores(D: jax.Array, f) -> jax.Array:
+    """``score_i = Σ_{j ∈ N_i} D[i, j]``, N_i the ``n − f − 1`` nearest other messages: the
+    entries 1 … n − f − 1 of row i sorted ascending (entry 0 is the message itself, at distance 0)."""
+    n = D.shape[0]
+    pos = jnp.arange(n)
+    nearest = (pos >= 1) & (pos <= n - f - 1)
+    return jnp.where(nearest, jnp.sort(D, axis=1), 0.0).sum(axis=1)
+
+
+def _ranks(scores: jax.Array, axis: int = -1) -> jax.Array:
+    """Rank of every entry along ``axis`` (0 = smallest; ties to the lower index)."""
+    return jnp.argsort(jnp.argsort(scores, axis=axis, stable=True), axis=axis, stable=True)
+
+
+def krum(M: jax.Array, f) -> jax.Array:
+    """Krum: the message of smallest Krum score (:func:`krum_scores`; ByzFL ``Krum(f)``; ties to the
+    lower index), garbage sanitized and bounded first."""
+    B = _bounded(M)
+    f = _assumed_f(f, M.shape[0], "krum")
+    return B[jnp.argmin(krum_scores(squared_distances(B), f))]
+
+
+def multi_krum(M: jax.Array, f) -> jax.Array:
+    """Multi-Krum: the mean of the ``m = n − f`` messages of smallest Krum score (ByzFL ``MultiKrum(f)``)."""
+    n = M.shape[0]
+    f = _assumed_f(f, n, "multi_krum")
+    B = _bounded(M)
+    chosen = (_ranks(krum_scores(squared_distances(B), f)) < n - f).astype(M.dtype)
+    return (chosen @ B) / (n - f).astype(M.dtype)
+
+
+def nnm(M: jax.Array, f) -> jax.Array:
+    """Nearest-neighbour mixing (ByzFL ``NNM(f)``): message i becomes the mean of its ``n − f`` nearest
+    messages, itself included (ties to the lower index); shape (n, d), finite."""
+    n = M.shape[0]
+    f = _assumed_f(f, n, "nnm")
+    B = _bounded(M)
+    near = (_ranks(squared_distances(B), axis=1) < n - f).astype(M.dtype)
+    return (near @ B) / (n - f).astype(M.dtype)
+
+
+def _row_norms(X: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(X), axis=1))
+
+
+def geometric_median(M: jax.Array, nu: float = GEOMETRIC_MEDIAN_NU,
+                     iterations: int = GEOMETRIC_MEDIAN_ITERATIONS) -> jax.Array:
+    """Smoothed Weiszfeld from ``z_0 = 0``: ``β_i = 1 / max(‖M_i − z_t‖, ν)``,
+    ``z_{t+1} = Σ_i β_i M_i / Σ_i β_i`` (ByzFL ``GeometricMedian(nu, T)``). A message holding ±Inf
+    gets weight 0, as ByzFL drops it; a NaN reads as 0."""
+    usable = ~jnp.isinf(M).any(axis=1)
+    B = _bounded(M)
+    z = jnp.zeros(M.shape[1:], M.dtype)
+    for _ in range(iterations):
+        beta = jnp.where(usable, 1.0 / jnp.maximum(_row_norms(B - z), nu), 0.0).astype(M.dtype)
+        total = beta.sum()
+        z = jnp.where(total > 0, (beta @ B) / jnp.where(total > 0, total, 1.0), z)
+    return z
+
+
+def centered_clipping(M: jax.Array, center: jax.Array | None = None, tau: float = CENTERED_CLIPPING_TAU,
+                      iterations: int = CENTERED_CLIPPING_ITERATIONS) -> jax.Array:
+    """Centered clipping from ``v_0 = center`` (zero when None):
+    ``v_{l+1} = v_l + (1/n) Σ_i (M_i − v_l) · min(1, τ / ‖M_i − v_l‖)`` (ByzFL
+    ``CenteredClipping(m, L, tau)``, one call from a given center). A message at distance 0 counts
+    in full; one whose distance overflows to +Inf counts 0."""
+    n = M.shape[0]
+    B = _bounded(M)
+    v = jnp.zeros(M.shape[1:], M.dtype) if center is None else sanitize(jnp.asarray(center, M.dtype))
+    for _ in range(iterations):
+        diff = B - v
+        scale = jnp.minimum(1.0, tau / _row_norms(diff)).astype(M.dtype)
+        v = v + (scale @ diff) / n
+    return v
+
+
 def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | None = None,
-              weights: tuple[int, ...] | None = None) -> jax.Array:
-    """The master's combination of real-valued worker messages ``M`` (n, d)."""
+              weights: tuple[int, ...] | None = None, f=0, center: jax.Array | None = None) -> jax.Array:
+    """The master's combination of real-valued worker messages ``M`` (n, d).
+
+    ``f``: the number of Byzantine workers the robust aggregators assume (:data:`ASSUMES_F`; a
+    Python int or a traced int32); ``center``: centered clipping's starting point (zero when None);
+    ``groups``/``weights``: the repetition aggregator's groups and their numbers of partitions.
+    """
+    if name.startswith("nnm+") and name in REAL_AGGREGATORS:
+        return aggregate(name[4:], nnm(M, f), groups, weights, f, center)
     if name == "median":
         return coordinate_median(M)
     if name == "mean":
@@ -131,4 +302,14 @@ def aggregate(name: str, M: jax.Array, groups: tuple[tuple[int, ...], ...] | Non
         if groups is None:
             raise ValueError("groups: the repetition aggregator needs the worker groups")
         return repetition_aggregate(M, groups, weights)
+    if name == "trimmed_mean":
+        return trimmed_mean(M, f)
+    if name == "krum":
+        return krum(M, f)
+    if name == "multi_krum":
+        return multi_krum(M, f)
+    if name == "geometric_median":
+        return geometric_median(M)
+    if name == "centered_clipping":
+        return centered_clipping(M, center)
     raise ValueError(f"aggregator: unknown real-valued aggregator {name!r}; allowed: {', '.join(REAL_AGGREGATORS)}")

@@ -21,6 +21,22 @@ gradient ``M_i``. :data:`ATTACK_TABLE` lists every attack with both forms, where
   (:func:`stealth_flips`); elsewhere a Byzantine worker sends its honest vote. It has no real form
   (see :func:`stealth_flips`).
 
+Real-valued only (the attacks of the Byzantine-robust learning literature, as ByzFL 0.0.11 defines
+them; each reads the honest workers' messages ``M_i``, ``i ∈ H`` (h = |H| = n − b), through the
+Byzantine mask; every Byzantine worker sends the same vector). They have no vote form
+(``docs/algorithm.md``, "Attack zoo", says why):
+
+* ``sign_flip`` — ``−μ_H``, ``μ_H = (1/h) Σ_{i∈H} M_i`` (ByzFL ``SignFlipping``: the negated mean of
+  the honest messages; ``reverse`` negates each worker's own message instead);
+* ``ipm``       — inner-product manipulation ``−ε · μ_H`` (Xie et al. 2019; ByzFL
+  ``InnerProductManipulation(tau=ε)``), ε the scheme's ``attack_scale`` (default
+  :data:`IPM_DEFAULT_SCALE`);
+* ``alie``      — "a little is enough" ``μ_H − z · σ_H`` per coordinate (Baruch et al. 2019), σ_H the
+  honest messages' sample standard deviation (ddof = 1, as ByzFL; 0 when h = 1),
+  ``z = Φ⁻¹((n − s)/n)`` with ``s = ⌊n/2 + 1⌋ − b`` (ByzFL ``ALittleIsEnough(tau=−z)``; ByzFL
+  takes a fixed τ = 1.5 by default), s clipped to at least 1 (the config refuses b > ⌊n/2⌋);
+* ``mimic``     — a copy of the first honest worker's message (ByzFL ``Mimic(epsilon=0)``).
+
 Placement of the ``b`` Byzantine workers (``b`` may be an array: one compiled program serves every b):
 
 * ``uniform``     — ``b`` distinct workers drawn uniformly per trial, fixed for the run (the paper);
@@ -43,9 +59,9 @@ import jax.numpy as jnp
 from . import _checks
 
 __all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "ADAPTIVE_PLACEMENTS", "RANDOM_ATTACKS",
-           "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS", "attack_messages", "stealth_flips",
-           "real_attack_messages", "binomial_half_sign", "uniform_placement", "most_loaded_placement",
-           "byzantine_mask", "check_attack"]
+           "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS", "VOTE_ATTACKS", "REAL_ATTACKS", "REAL_ONLY_ATTACKS",
+           "IPM_DEFAULT_SCALE", "alie_z", "attack_messages", "stealth_flips", "real_attack_messages",
+           "binomial_half_sign", "uniform_placement", "most_loaded_placement", "byzantine_mask", "check_attack"]
 
 
 def binomial_half_sign(key: jax.Array, load: jax.Array, shape: tuple[int, ...], max_load: int) -> jax.Array:
@@ -131,36 +147,78 @@ def _vote_stealth(C, S, key, sign, loads, reduce, byzantine):
     return jnp.where(flip, -v0, C)
 
 
-# Real messages: (M, grads, key, sign) -> (n, d). M: honest worker means (n, d); grads (k, d).
+# Real messages: (M, grads, key, sign, byzantine, scale) -> (n, d). M: honest worker means (n, d);
+# grads (k, d); byzantine (n,) bool; scale: the attack's ε (ipm).
+
+IPM_DEFAULT_SCALE = 0.1   # ε of the IPM attack when the scheme names none (Xie et al. 2019's small ε)
 
 
-def _real_none(M, grads, key, sign):
+def _real_none(M, grads, key, sign, byzantine, scale):
     return M
 
 
-def _real_reverse(M, grads, key, sign):
+def _real_reverse(M, grads, key, sign, byzantine, scale):
     return -M
 
 
-def _real_directional(M, grads, key, sign):
+def _real_directional(M, grads, key, sign, byzantine, scale):
     return jnp.broadcast_to(jnp.asarray(sign, M.dtype), M.shape)
 
 
-def _real_random(M, grads, key, sign):
+def _real_random(M, grads, key, sign, byzantine, scale):
     return jax.random.normal(key, M.shape, M.dtype)
 
 
-def _real_omniscient(M, grads, key, sign):
+def _real_omniscient(M, grads, key, sign, byzantine, scale):
     return jnp.broadcast_to(-grads.mean(axis=0), M.shape)
 
 
+def _honest(byzantine, dtype):
+    """The honest workers' 0/1 weights (n,) and their number h (at least 1)."""
+    w = (~jnp.asarray(byzantine, jnp.bool_)).astype(dtype)
+    return w, jnp.maximum(w.sum(), 1.0)
+
+
+def _honest_mean(M, byzantine):
+    w, h = _honest(byzantine, M.dtype)
+    return (w @ M) / h
+
+
+def _real_sign_flip(M, grads, key, sign, byzantine, scale):
+    return jnp.broadcast_to(-_honest_mean(M, byzantine), M.shape)
+
+
+def _real_ipm(M, grads, key, sign, byzantine, scale):
+    return jnp.broadcast_to(-jnp.asarray(scale, M.dtype) * _honest_mean(M, byzantine), M.shape)
+
+
+def alie_z(n: int, b) -> jax.Array:
+    """ALIE's ``z = Φ⁻¹((n − s)/n)``, ``s = ⌊n/2 + 1⌋ − b`` clipped to ``[1, n]`` (``b`` may be traced)."""
+    s = jnp.clip(n // 2 + 1 - jnp.asarray(b, jnp.int32), 1, n)
+    return jax.scipy.special.ndtri((n - s).astype(jnp.float32) / n)
+
+
+def _real_alie(M, grads, key, sign, byzantine, scale):
+    w, h = _honest(byzantine, M.dtype)
+    mu = (w @ M) / h
+    var = (w @ jnp.square(M - mu)) / jnp.maximum(h - 1.0, 1.0)
+    z = alie_z(M.shape[0], jnp.asarray(byzantine).sum())
+    return jnp.broadcast_to(mu - z.astype(M.dtype) * jnp.sqrt(var), M.shape)
+
+
+def _real_mimic(M, grads, key, sign, byzantine, scale):
+    first = jnp.argmax(~jnp.asarray(byzantine, jnp.bool_))   # the first honest worker
+    return jnp.broadcast_to(M[first], M.shape)
+
+
 class Attack(NamedTuple):
-    """One attack: its vote message, its real-valued message (None: no such form), whether it needs
-    random numbers, and whether its message at a coordinate depends on that coordinate's values
-    alone (then the fused vote and the touched-coordinates formulation can run it); whether its vote
-    message reads the Byzantine set (it is then passed as ``byzantine=``)."""
+    """One attack: its vote message and its real-valued message (None: no such form), whether it
+    needs random numbers, and whether its vote at a coordinate depends on that coordinate's values
+    alone (then the fused vote and the touched-coordinates formulation can run it; False when it
+    has no vote form); whether its vote message reads the Byzantine set (it is then passed as
+    ``byzantine=``)."""
     name: str
-    vote: Callable
+    vote: Callable | None
     real: Callable | None
     random: bool
     coordinatewise: bool
@@ -175,8 +233,15 @@ ATTACK_TABLE: dict[str, Attack] = {a.name: a for a in (
     Attack("random_per_partition", _vote_random_per_partition, None, True, False),
     Attack("stealth", _vote_stealth, None, False, True, reads_byzantine=True),
     Attack("omniscient", _vote_omniscient, _real_omniscient, False, True),
+    Attack("sign_flip", None, _real_sign_flip, False, False),
+    Attack("ipm", None, _real_ipm, False, False),
+    Attack("alie", None, _real_alie, False, False),
+    Attack("mimic", None, _real_mimic, False, False),
 )}
 ATTACKS: tuple[str, ...] = tuple(ATTACK_TABLE)
+VOTE_ATTACKS: tuple[str, ...] = tuple(a for a, x in ATTACK_TABLE.items() if x.vote is not None)
+REAL_ATTACKS: tuple[str, ...] = tuple(a for a, x in ATTACK_TABLE.items() if x.real is not None)
+REAL_ONLY_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.vote is None)
 ADAPTIVE_PLACEMENTS: tuple[str, ...] = ("adaptive", "adaptive_exact")
 PLACEMENTS: tuple[str, ...] = ("uniform", "most_loaded", "per_step", *ADAPTIVE_PLACEMENTS)
 RANDOM_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items() if x.random)
@@ -184,9 +249,14 @@ SIGN_ONLY_ATTACKS: frozenset[str] = frozenset(a for a, x in ATTACK_TABLE.items()
 COORDINATEWISE_ATTACKS: tuple[str, ...] = tuple(a for a, x in ATTACK_TABLE.items() if x.coordinatewise)
 
 
-def check_attack(attack: object, field: str = "attack") -> str:
-    """Return ``attack`` if it names a known attack, else raise one clear ``ValueError``."""
-    return _checks.one_of(field, attack, ATTACKS, what="attack")
+def check_attack(attack: object, field: str = "attack", form: str | None = None) -> str:
+    """Return ``attack`` if it names a known attack (with a ``form`` of ``"vote"`` or ``"real"``,
+    one that has that form), else raise one clear ``ValueError``."""
+    attack = _checks.one_of(field, attack, ATTACKS, what="attack")
+    allowed = {"vote": VOTE_ATTACKS, "real": REAL_ATTACKS}.get(form, ATTACKS)
+    if attack not in allowed:
+        raise ValueError(f"{field}: got {attack!r}; it has no {form}-valued form; allowed: {', '.join(allowed)}")
+    return attack
 
 
 def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | None,
@@ -198,7 +268,7 @@ def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | No
     (n,) only by ``random_per_partition``, ``byzantine`` ((n,) bool) only by ``stealth``; ``sign`` is
     the directional attack's ±1. The caller keeps the honest votes of honest workers.
     """
-    entry = ATTACK_TABLE[check_attack(attack)]
+    entry = ATTACK_TABLE[check_attack(attack, form="vote")]
     if entry.random and key is None:
         raise ValueError(f"key: the {attack} attack needs a PRNG key; pass key=jax.random.PRNGKey(...)")
     if attack == "random_per_partition" and loads is None:
@@ -211,15 +281,25 @@ def attack_messages(attack: str, C: jax.Array, S: jax.Array, key: jax.Array | No
 
 
 def real_attack_messages(attack: str, M: jax.Array, grads: jax.Array, key: jax.Array | None,
-                         sign: int | jax.Array = 1) -> jax.Array:
-    """What every worker would send if it were Byzantine, for real-valued schemes (n, d)."""
-    entry = ATTACK_TABLE[check_attack(attack)]
-    if entry.real is None:
-        raise ValueError(f"attack: {attack!r} has no real-valued form; allowed: "
-                         f"{', '.join(a for a in ATTACKS if a not in SIGN_ONLY_ATTACKS)}")
+                         sign: int | jax.Array = 1, byzantine: jax.Array | None = None,
+                         scale: float | jax.Array | None = None) -> jax.Array:
+    """What every worker would send if it were Byzantine, for real-valued schemes (n, d).
+
+    ``M`` (n, d): the workers' honest messages; ``grads`` (k, d): the partition gradients;
+    ``byzantine`` (n,) bool: the Byzantine set, read by the attacks built on the honest messages
+    (``sign_flip``, ``ipm``, ``alie``, ``mimic``; mask arithmetic, so it may be traced); ``scale``:
+    the ``ipm`` attack's ε (:data:`IPM_DEFAULT_SCALE` when None). The caller keeps the honest
+    messages of honest workers.
+    """
+    entry = ATTACK_TABLE[check_attack(attack, form="real")]
     if entry.random and key is None:
         raise ValueError(f"key: the {attack} attack needs a PRNG key")
-    return entry.real(M, grads, key, sign)
+    if byzantine is None and attack in REAL_ONLY_ATTACKS:
+        raise ValueError(f"byzantine: the {attack} attack reads the honest messages; pass the (n,) Byzantine mask")
+    if byzantine is not None and jnp.shape(byzantine) != M.shape[:1]:
+        raise ValueError(f"byzantine: has shape {jnp.shape(byzantine)}; expected ({M.shape[0]},) booleans, one per "
+                         "worker")
+    return entry.real(M, grads, key, sign, byzantine, IPM_DEFAULT_SCALE if scale is None else scale)
 
 
 def _lowest_ranked(scores: jax.Array, b: int | jax.Array) -> jax.Array:

@@ -32,8 +32,9 @@ from pydantic_core import PydanticCustomError
 
 from . import _checks
 from .adaptive import EXACT_MAX_B, EXACT_MAX_WORKERS
-from .aggregators import AGGREGATORS, REAL_AGGREGATORS
-from .attacks import ADAPTIVE_PLACEMENTS, ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS
+from .aggregators import AGGREGATORS, ASSUMES_F, REAL_AGGREGATORS
+from .attacks import (ADAPTIVE_PLACEMENTS, ATTACKS, IPM_DEFAULT_SCALE, PLACEMENTS, REAL_ONLY_ATTACKS, SIGN_ONLY_ATTACKS,
+                      VOTE_ATTACKS)
 from .election import MAX_PARTITIONS, NOISE_MODELS
 
 __all__ = ["ConfigError", "TaskConfig", "OptimConfig", "SchemeConfig", "TimeConfig", "MeshConfig", "RuntimeConfig",
@@ -321,7 +322,13 @@ class SchemeConfig(_Section):
     sends the sign of its partitions' summed gradients), or a real-valued baseline sending 32-bit
     gradients: ``median`` (full-gradient coordinate-wise median, FGM), ``mean`` (plain SGD),
     ``repetition`` (median inside groups of identical workers, then the mean of the groups weighted
-    by their numbers of partitions).
+    by their numbers of partitions), the robust ``trimmed_mean``, ``krum``, ``multi_krum``,
+    ``geometric_median``, ``centered_clipping``, and ``nnm+<aggregator>`` (nearest-neighbour mixing
+    first; any of these but repetition) (:mod:`jax_ec.aggregators`). Those that assume f Byzantine
+    workers (trimmed_mean, krum, multi_krum, nnm+…) take f = b and need 2b < n. The attacks
+    ``sign_flip``, ``ipm``, ``alie`` and ``mimic`` read the honest real-valued messages and have no
+    vote form: they need a real-valued aggregator. ``attack_scale``: the ipm attack's ε (default
+    0.1; a traced number, so a sweep over it shares one compiled program); it applies to ipm only.
     ``rho``: reduced minibatch, as the authors ran it: the scheme's minibatch is ρ·B samples
     (``batch_size`` B), so each partition holds ρ of the samples it would hold at B and the
     per-worker computation per step is r_eff = ρ·r; an epoch then takes round(N / (ρ·B)) steps
@@ -345,6 +352,7 @@ class SchemeConfig(_Section):
     matrix: Union[Str, list, None] = None
     attack: Str | None = None
     b: Int | None = None
+    attack_scale: Float | None = None
     placement: Str | None = None
     aggregator: Str = "vote"
     rho: Float = 1.0
@@ -584,6 +592,22 @@ class ExperimentConfig(_Section):
             _fail(f"{path}.attack", attack, f"the {attack} attack sends votes; it has no real-valued form for the "
                   f"{s.aggregator} aggregator (allowed there: "
                   f"{', '.join(a for a in ATTACKS if a not in SIGN_ONLY_ATTACKS)})")
+        if s.aggregator not in REAL_AGGREGATORS and attack in REAL_ONLY_ATTACKS:
+            _fail(f"{path}.attack", attack, f"the {attack} attack reads the honest workers' real-valued messages; it "
+                  f"has no vote form for the {s.aggregator} aggregator (allowed there: {', '.join(VOTE_ATTACKS)})")
+        configured = self.attack if s.attack is None else s.attack
+        if s.attack_scale is not None and configured != "ipm":
+            _fail(f"{path}.attack_scale", s.attack_scale, f"applies to the ipm attack only (this scheme's attack is "
+                  f"{configured!r}; leave it out)")
+        if s.attack_scale is not None and not s.attack_scale > 0:
+            _fail(f"{path}.attack_scale", s.attack_scale, f"expected the ipm factor ε > 0 (or null for "
+                  f"{IPM_DEFAULT_SCALE:g})")
+        if s.aggregator in ASSUMES_F and 2 * b >= self.n:
+            _fail(f"{path}.b", b, f"the {s.aggregator} aggregator assumes f = b Byzantine workers and needs 2b < n = "
+                  f"{self.n}; expected b <= {(self.n - 1) // 2}")
+        if attack == "alie" and self.n // 2 + 1 - b < 1:
+            _fail(f"{path}.b", b, f"the alie attack's s = floor(n/2 + 1) - b must be >= 1 (n = {self.n}); expected "
+                  f"b <= {self.n // 2}")
         if s.code == "draco" and 2 * self.scheme_b(s) + 1 > self.n:
             _fail(f"{path}.code", s.code, f"the DRACO layout needs 2b + 1 <= n (b = {self.scheme_b(s)}, n = {self.n})")
         if not 0 < s.rho <= 1:

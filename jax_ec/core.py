@@ -7,7 +7,7 @@ A scheme is split in two, in the style of gymnax's static/params split:
   minibatch and its epoch;
 * :class:`SchemeParams` — everything else, as arrays: the code (a fixed allocation matrix or a
   Bernoulli probability), the number b of Byzantine workers, the attack's sign, the step-size
-  schedule, the noise's σ.
+  schedule, the noise's σ, the attack's scale.
 
 ``make_train(static, task)`` returns pure functions (:class:`Train`) that take the params as an
 argument, so every scheme of one static shape (a sweep over b × r × lr, uncoded against coded,
@@ -43,7 +43,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from .adaptive import adaptive_placement, omniscient_inputs, signed_sum_inputs
-from .aggregators import aggregate, worker_means
+from .aggregators import CENTERED, aggregate, worker_means
 from .attacks import ADAPTIVE_PLACEMENTS, byzantine_mask, real_attack_messages, uniform_placement
 from .codes import draw_code
 from .election import (election, fused_election, per_copy_election, per_copy_noise_sums,
@@ -91,8 +91,9 @@ class SchemeParams(NamedTuple):
 
     ``G`` the fixed allocation matrix (n, k) (ignored when ``bernoulli``); ``p`` the Bernoulli
     probability and ``nonempty_rows`` whether to redraw until no worker is empty; ``b`` the number
-    of Byzantine workers; ``attack_sign`` the directional attack's ±1; ``lr``/``lr_boundaries``
-    the step-size schedule (:mod:`jax_ec.schedule`); ``noise_std`` σ.
+    of Byzantine workers (also the f the robust aggregators assume); ``attack_sign`` the directional
+    attack's ±1; ``lr``/``lr_boundaries`` the step-size schedule (:mod:`jax_ec.schedule`);
+    ``noise_std`` σ; ``attack_scale`` the IPM attack's ε.
     """
     G: Any
     p: Any
@@ -103,6 +104,7 @@ class SchemeParams(NamedTuple):
     lr: Any
     lr_boundaries: Any
     noise_std: Any
+    attack_scale: Any
 
 
 class TrialKeys(NamedTuple):
@@ -124,6 +126,7 @@ class TrialState(NamedTuple):
     step: jax.Array        # int32
     keys: TrialKeys
     grads_finite: jax.Array   # bool: every partition gradient so far was finite (False: diverged)
+    center: Any = None        # (d,) centered clipping's center, the previous step's aggregate; None otherwise
 
 
 class Train(NamedTuple):
@@ -258,6 +261,7 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
                          f"allowed with the vote and signed_sum aggregators, not {s.aggregator!r}")
     leafwise = (vote_form == "leafwise" and s.aggregator == "vote" and s.worker_momentum == 0 and s.noise == "none"
                 and axis is None and not adaptive)
+    centered = s.aggregator in CENTERED   # the aggregate of step t − 1 is the center of step t (zero at t = 0)
 
     def psum(x):
         return jax.lax.psum(x, axis)
@@ -281,8 +285,10 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         model_params, model_state = task.init(k_init) if initial is None else initial
         opt_state = master_update(s, jnp.float32(0)).init(model_params)
         mom_dim = num_params if s.worker_momentum > 0 else 0
+        center = jnp.zeros((num_params,), jnp.float32) if centered else None
         return TrialState(model_params, model_state, opt_state, jnp.zeros((s.k, mom_dim), jnp.float32), G, byz,
-                          jnp.int32(0), TrialKeys(k_data, k_noise, k_attack, k_byz, k_augment), jnp.bool_(True))
+                          jnp.int32(0), TrialKeys(k_data, k_noise, k_attack, k_byz, k_augment), jnp.bool_(True),
+                          center)
 
     def step_byzantine(state: TrialState, params: SchemeParams) -> jax.Array:
         """The Byzantine set in force at this step (redrawn per step under ``per_step`` placement; the
@@ -297,7 +303,11 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
 
         Sign schemes return the global vote in {−1, 0, +1}^d (``vote``: majority of partition signs;
         ``signed_sum``: local votes are the signs of the partitions' summed gradients); real-valued
-        baselines return the aggregate of the workers' mean gradients (median, mean, repetition).
+        baselines return the aggregate of the workers' mean gradients (:mod:`jax_ec.aggregators`;
+        the robust ones assume f = ``params.b`` Byzantine workers; centered clipping starts from the
+        previous step's aggregate, ``state.center``). Byzantine workers' real messages are computed
+        from the noiseless worker means (:mod:`jax_ec.attacks`, with this step's Byzantine mask and
+        ``params.attack_scale``).
 
         Noise before the sign (σ > 0), with ``noise_key_t = fold_in(noise_key, t)``: ``per_copy``:
         worker i adds ``σ · normal(fold_in(fold_in(noise_key_t, i), j))`` to each partition j it
@@ -381,9 +391,11 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         if noise is not None:   # worker i's mean of L_i noisy copies: σ/√L_i · ξ_i
             M = M + noise / jnp.maximum(state.G.sum(axis=1), 1.0)[:, None]
         if s.attack != "none":
-            M = jnp.where(byzantine[:, None], real_attack_messages(s.attack, worker_means(state.G, g), g,
-                                                                   attack_key, params.attack_sign), M)
-        return aggregate(s.aggregator, M, s.groups, s.group_weights), mom, model_state, finite
+            M = jnp.where(byzantine[:, None], real_attack_messages(
+                s.attack, worker_means(state.G, g), g, attack_key, params.attack_sign, byzantine=byzantine,
+                scale=params.attack_scale), M)
+        u = aggregate(s.aggregator, M, s.groups, s.group_weights, f=params.b, center=state.center)
+        return u, mom, model_state, finite
 
     def step(state: TrialState, params: SchemeParams, data: tuple) -> TrialState:
         v, mom, model_state, finite = update(state, params, data)
@@ -392,7 +404,8 @@ def make_train(static: SchemeStatic, task: Task, runtime=None) -> Train:
         updates, opt_state = master_update(s, lr).update(unravel(v), state.opt_state, state.params)
         model_params = optax.apply_updates(state.params, updates)
         return state._replace(params=model_params, model_state=model_state, opt_state=opt_state,
-                              worker_mom=mom, step=state.step + 1, grads_finite=state.grads_finite & finite)
+                              worker_mom=mom, step=state.step + 1, grads_finite=state.grads_finite & finite,
+                              center=v if centered else state.center)
 
     def run(state: TrialState, params: SchemeParams, data: tuple, num_steps, start=None) -> TrialState:
         return jax.lax.fori_loop(0, num_steps, lambda i, c: step(c, params, data), state)

@@ -386,7 +386,7 @@ def elect(G, partition_grads, byzantine, attack: str = "reverse", key: jax.Array
         holds, :func:`per_copy_election`) or ``per_partition`` (one draw per partition, shared by
         every worker holding it).
     """
-    attack = check_attack(attack)
+    attack = check_attack(attack, form="vote")
     noise_model = _checks.one_of("noise_model", noise_model, NOISE_MODELS, what="noise model")
     direction = _checks.sign("direction", direction)
     noise_std = _checks.number("noise_std", noise_std, 0)

@@ -494,6 +494,7 @@ def _scheme_record(r: SchemeRun) -> dict[str, Any]:
         "batch_size": s.static.batch, "samples_per_partition": s.static.per_partition,
         "redundancy": r.redundancy, "redundancy_mean": float(r.redundancy.mean()),
         "max_load": r.max_load, "b": s.b, "attack": s.attack, "placement": s.static.placement,
+        "attack_scale": float(s.params.attack_scale) if s.attack == "ipm" else None,
         # per_step and the adaptive placements choose the set every step: no fixed set to report.
         "byzantine_workers": (None if s.static.placement in ("per_step", *ADAPTIVE_PLACEMENTS)
                               else [np.flatnonzero(b).tolist() for b in r.byzantine]),

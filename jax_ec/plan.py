@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from .aggregators import BITS_PER_COORDINATE, repetition_groups, repetition_weights
+from .attacks import IPM_DEFAULT_SCALE
 from .codes import draco, load_code, paper_code_n5, uncoded, validate_allocation
 from .config import MAX_STEPS, ConfigError, ExperimentConfig, SchemeConfig, expand_sweeps
 from .core import SchemeParams, SchemeStatic, steps_per_epoch
@@ -182,7 +183,8 @@ def _resolve(cfg: ExperimentConfig, s: SchemeConfig, parent: str, point: tuple, 
         G=np.zeros((cfg.n, k), np.float32) if matrix is None else matrix.astype(np.float32),
         p=np.float32(s.r / cfg.n if bernoulli else 0.0), bernoulli=np.bool_(bernoulli),
         nonempty_rows=np.bool_(bernoulli and s.nonempty_rows), b=np.int32(b),
-        attack_sign=np.float32(cfg.direction), lr=lr, lr_boundaries=bounds, noise_std=np.float32(noise_std))
+        attack_sign=np.float32(cfg.direction), lr=lr, lr_boundaries=bounds, noise_std=np.float32(noise_std),
+        attack_scale=np.float32(IPM_DEFAULT_SCALE if s.attack_scale is None else s.attack_scale))
     return Scheme(name=s.name, parent=parent, point=point, config=s, static=static, params=params,
                   total_steps=total, eval_steps=eval_schedule(total, spe, cfg.eval_every, cfg.eval_every_epochs),
                   rho=s.rho, b=b, attack=attack, code=s.code, bits_per_coordinate=BITS_PER_COORDINATE[s.aggregator],

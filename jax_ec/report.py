@@ -6,7 +6,9 @@ row per scheme: the final metric mean with its 95% CI, the fraction of trials re
 iterations, epochs and simulated time to the target (mean and CI over the trials that reach it),
 and the communication cost (bits per coordinate, per worker per step and per worker per epoch: a
 reduced-minibatch scheme takes more steps per epoch), plus one plot of the curves per folder and,
-for schemes swept over one field, the final metric against that field. Under each table a line
+for schemes swept over one field, the final metric against that field. A folder comparing several
+defenses under several attacks also gets the defense × attack matrix of :mod:`jax_ec.matrix`, one
+table and one heat map per b. Under each table a line
 says how the intervals are made (:func:`jax_ec.results.ci_method_text`: Student-t, clipped to the
 quantity's range).
 
@@ -25,6 +27,7 @@ from typing import NamedTuple
 from ._io import atomic_write_text
 from .config import metric_range, read_yaml
 from .folder import check_published
+from .matrix import matrices, matrix_markdown, plot_matrix
 from .results import ci_method_text, plot_curves, plot_sweeps, read_metrics_csv, summarize
 
 __all__ = ["report_markdown", "write_report"]
@@ -143,6 +146,13 @@ def report_markdown(folders: list[str | Path], target: float | None = None,
             for sweep_png in plot_sweeps(plot_dir, rows, origins, title=str(run.get("name", folder.name)),
                                          prefix=f"{stem}_"):
                 parts.append(f"\n![{sweep_png.stem}]({sweep_png.name})")
+        for m in matrices(rows, run.get("schemes") or {}):
+            parts.append(f"\n### Defense × attack, b = {m.b}\n")
+            parts.append(matrix_markdown(m, metric))
+            if plot_dir is not None:
+                png = plot_matrix(Path(plot_dir) / f"{stem}_matrix_b{m.b}.png", m, metric,
+                                  title=str(run.get("name", folder.name)))
+                parts.append(f"\n![{png.stem}]({png.name})")
         parts.append("")
     return "\n".join(parts)
 

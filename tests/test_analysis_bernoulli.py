@@ -172,6 +172,7 @@ def test_interval_without_any_failure_is_a_clopper_pearson_bound_over_draws():
 # Smallest p
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_smallest_p_brackets_the_target_and_decreases_with_n():
     target, bits = 0.05, 7
     kwargs = dict(target=target, b_fraction=0.2, sign_model=("correct", 0.75), draws=128,
@@ -276,5 +277,6 @@ def test_smallest_p_with_nonempty_rows_starts_where_redraws_stay_bounded():
 
 
 def test_attack_names_include_every_election_attack_and_the_worst_case():
-    from jax_ec.attacks import ATTACKS
-    assert set(ATTACKS) < set(ATTACK_NAMES) and "worst_case" in ATTACK_NAMES
+    from jax_ec.attacks import ATTACKS, VOTE_ATTACKS
+    assert set(VOTE_ATTACKS) < set(ATTACK_NAMES) and "worst_case" in ATTACK_NAMES
+    assert not set(ATTACK_NAMES) & (set(ATTACKS) - set(VOTE_ATTACKS))   # the real-valued-only attacks

@@ -43,6 +43,7 @@ def test_codes_show_and_verify_the_paper_example(capsys, tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_codes_design_and_estimates_are_reproducible(capsys, tmp_path):
     assert main(["codes", "design", "--n", "5", "7", "--b", "1", "3", "--plot", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out
@@ -58,6 +59,7 @@ def test_codes_design_and_estimates_are_reproducible(capsys, tmp_path):
     assert "Hoeffding" in capsys.readouterr().out and (tmp_path / "load.png").is_file()
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_load_plots_of_several_settings_get_one_file_each(capsys, tmp_path):
     assert main(["codes", "estimate", "load", "--n", "9", "11", "--p", "0.2", "--draws", "5",
                  "--plot", str(tmp_path / "new" / "load.png")]) == 0

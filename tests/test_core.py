@@ -107,7 +107,7 @@ def test_cifar_rule_matches_paper_loop(changes, vote):
         np.testing.assert_allclose(np.asarray(ravel_pytree(state.params)[0]), theta, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("which", ["sparse", "mlp"])
+@pytest.mark.parametrize("which", ["sparse", pytest.param("mlp", marks=pytest.mark.slow)])
 def test_a_trial_gives_the_same_numbers_alone_or_in_a_batch(which):
     if which == "sparse":
         task = sparse_task()

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jax_ec.attacks import ATTACKS, attack_messages, binomial_half_sign
+from jax_ec.attacks import VOTE_ATTACKS, attack_messages, binomial_half_sign
 from jax_ec.election import corrupt, elect, election, global_vote, local_votes, partition_signs
 from reference import reference_elect
 
@@ -55,7 +55,7 @@ def check_against_reference(G, grads, byz, attack, direction=1, key=None):
 # Differential tests against the reference
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", VOTE_ATTACKS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_matches_reference_seeded_sweep(attack, shape):
     """Bernoulli G over a range of p (incl. empty rows and all-ones), tie-heavy grads, all b."""
@@ -84,14 +84,14 @@ def election_case(draw, shapes=SHAPES):
 
 
 @FEW
-@given(case=election_case(), attack=st.sampled_from(ATTACKS), direction=st.sampled_from([-1, 1]),
+@given(case=election_case(), attack=st.sampled_from(VOTE_ATTACKS), direction=st.sampled_from([-1, 1]),
        seed=st.integers(0, 3))
 def test_matches_reference_hypothesis(case, attack, direction, seed):
     G, grads, byz = case
     check_against_reference(G, grads, byz, attack, direction, key=jax.random.PRNGKey(seed))
 
 
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", VOTE_ATTACKS)
 def test_matches_reference_with_shared_noise(attack):
     """noise_model="per_partition": the partition signs are sign(g + σ ξ_j), ξ = normal(noise_key),
     one draw per partition shared by its holders."""
@@ -111,7 +111,7 @@ def test_matches_reference_with_shared_noise(attack):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", VOTE_ATTACKS)
 def test_matches_reference_with_per_copy_noise(attack):
     """The default noise model: worker i adds its own ξ_ij = normal(fold_in(fold_in(noise_key, i), j))
     to each partition j it holds; Byzantine workers' messages use the noiseless signs."""
@@ -184,7 +184,7 @@ def true_majority(grads: np.ndarray) -> np.ndarray:
 
 
 @FEW
-@given(shape=st.sampled_from([(5, 7), (4, 9), (1, 5)]), data=st.data(), attack=st.sampled_from(ATTACKS))
+@given(shape=st.sampled_from([(5, 7), (4, 9), (1, 5)]), data=st.data(), attack=st.sampled_from(VOTE_ATTACKS))
 def test_uncoded_without_byzantines_is_signsgd_mv(shape, data, attack):
     k, d = shape
     grads = data.draw(hnp.arrays(np.float32, (k, d), elements=st.sampled_from([-3.0, -1.0, 0.0, 0.5, 2.0])))
@@ -194,7 +194,7 @@ def test_uncoded_without_byzantines_is_signsgd_mv(shape, data, attack):
 
 @FEW
 @given(shape=st.sampled_from([(5, 3, 6), (7, 5, 6), (4, 1, 6)]), data=st.data(),
-       attack=st.sampled_from(ATTACKS), direction=st.sampled_from([-1, 1]), seed=st.integers(0, 5))
+       attack=st.sampled_from(VOTE_ATTACKS), direction=st.sampled_from([-1, 1]), seed=st.integers(0, 5))
 def test_repetition_code_outvotes_minority(shape, data, attack, direction, seed):
     """All-ones G, k odd, b < n/2: every honest worker votes the true majority and wins."""
     n, k, d = shape
@@ -210,7 +210,7 @@ def test_repetition_code_outvotes_minority(shape, data, attack, direction, seed)
 
 
 @FEW
-@given(case=election_case(), attack=st.sampled_from(ATTACKS))
+@given(case=election_case(), attack=st.sampled_from(VOTE_ATTACKS))
 def test_sign_symmetry_without_byzantines(case, attack):
     G, grads, _ = case
     honest = np.zeros(G.shape[0], bool)
@@ -243,7 +243,7 @@ def test_random_attack_is_reproducible_and_key_dependent():
     assert np.any(a != c)
 
 
-@pytest.mark.parametrize("attack", [a for a in ATTACKS if a not in ("none", "stealth")])  # stealth: below
+@pytest.mark.parametrize("attack", [a for a in VOTE_ATTACKS if a not in ("none", "stealth")])  # stealth: below
 @pytest.mark.parametrize("G_kind", ["uncoded", "bernoulli", "ones"])
 def test_every_attack_changes_the_byzantine_message(attack, G_kind):
     n, k, d = 7, 7, 64
@@ -389,7 +389,7 @@ def test_election_with_nan_partition_signs_gives_no_nan(fused):
 # vmap over trials
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("attack", VOTE_ATTACKS)
 def test_vmap_election_equals_per_item(attack):
     T, n, k, d = 6, 5, 6, 9
     rng = np.random.default_rng(42)

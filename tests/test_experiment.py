@@ -127,6 +127,7 @@ def test_common_random_numbers_across_schemes(synthetic_map):
         assert other == byz[0]
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_trial_batching_map_equals_vmap_synthetic(synthetic_map, tmp_path):
     """vmap gives the map numbers bitwise, whichever schemes share the call (a subset of the
     schemes is compared against the same schemes of the full map run)."""
@@ -158,6 +159,7 @@ def amazon_map_vmap(tmp_path_factory):
     return results["map"], results["vmap"]
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_trial_batching_map_close_to_vmap_amazon(amazon_map_vmap):
     a, b = amazon_map_vmap
     assert len(a) == 2 * 2 * 3

@@ -53,8 +53,8 @@ SECTIONS = {
     "time": ["t_partition", "bandwidth"],
     "runtime": ["trial_batching", "step_loop", "vote", "conv_rule", "formulation", "memory_check"],
 }
-SCHEME_KEYS = ["name", "code", "r", "k", "nonempty_rows", "matrix", "attack", "b", "aggregator", "rho",
-               "noise_std", "noise_model", "lr", "sweep"]
+SCHEME_KEYS = ["name", "code", "r", "k", "nonempty_rows", "matrix", "attack", "b", "attack_scale", "aggregator",
+               "rho", "noise_std", "noise_model", "lr", "sweep"]
 TYPOS = ["trails", "sead", "atack", "schemas", "optim.lrr", "task.nmae", "task.shufle", "time.bandwith",
          "schemes.0.cod", "schemes.1.rr", "eval", "n_workers", "batchsize"]
 NAMES = [*TASKS, *CODES, *ATTACKS, *PLACEMENTS, *PARTITIONINGS, "vote", "signed_sum", "median", "mean",
@@ -86,7 +86,8 @@ PLAUSIBLE = {  # values that often keep a config valid, so that valid configs ge
     "direction": [1, -1], "trials": [1, 2], "seed": [0, 1, 7], "steps": [1, 2, None], "eval_every": [1, 2, 5],
     "noise_std": [0.0, 0.1], "trial_batching": ["auto", "map", "vmap"], "formulation": ["auto", "dense"],
     "target": [None, 0.5, 1.0, 80, -0.1], "code": list(CODES), "r": [1.0, 2, 2.5], "aggregator": ["vote", "signed_sum",
-    "median", "mean", "repetition"], "rho": [1.0, 0.5], "lr": [0.01, 1e-3], "shuffle": [True, False, "False"],
+    "median", "mean", "repetition", "krum", "nnm+trimmed_mean"], "attack_scale": [None, 0.1, 100, 0],
+    "rho": [1.0, 0.5], "lr": [0.01, 1e-3], "shuffle": [True, False, "False"],
     "worker_momentum": [0.0, 0.9], "momentum": [0.0, 0.9], "weight_decay": [0.0, 1e-4], "hidden": [[4], [], 3],
     "num_classes": [2, 3], "num_features": [2, 4], "num_samples": [64, 96], "batch_size": [15, 20, 30, 225],
     "partitioning": list(PARTITIONINGS), "nonempty_rows": [True, False], "lr_boundaries": [[], [1], [1, 2]],

@@ -56,9 +56,13 @@ def _conv_net(conv_cls, strides, padding, kernel):
     return Net()
 
 
-@pytest.mark.parametrize("unroll_min_macs", [0, None])
-@pytest.mark.parametrize("strides,padding,kernel", [(1, "SAME", 3), (2, ((1, 1), (1, 1)), 3), (1, "VALID", 3),
-                                                    (2, "VALID", 1)])
+# Every shape with the unrolled rule (unroll_min_macs = 0) in the default set; the default rule
+# (None) on one shape there and on the others in the slow set.
+@pytest.mark.parametrize("strides,padding,kernel,unroll_min_macs", [
+    *((*shape, 0) for shape in [(1, "SAME", 3), (2, ((1, 1), (1, 1)), 3), (1, "VALID", 3), (2, "VALID", 1)]),
+    (1, "SAME", 3, None),
+    *(pytest.param(*shape, None, marks=pytest.mark.slow) for shape in [(2, ((1, 1), (1, 1)), 3), (1, "VALID", 3),
+                                                                       (2, "VALID", 1)])])
 def test_conv_per_partition_and_per_trial_gradients_equal_flax_bitwise(strides, padding, kernel, unroll_min_macs,
                                                                        monkeypatch):
     """The per-partition gradients (vmap over partitions) and the unbatched gradient are exactly

@@ -62,6 +62,7 @@ def test_resnet_shapes_train_and_eval(factory):
     assert variables["params"]["Dense_0"]["kernel"].shape == (8 * 2 * expansion, 10)
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_resnet18_train_and_eval_modes():
     model = ResNet18(num_classes=10, width=2)
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 32, 32, 3))
@@ -113,6 +114,7 @@ def test_make_model():
 # ------------------------------------------------------------------ per-partition BatchNorm
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_partition_grads_with_per_partition_batchnorm_matches_loop():
     k, m = 3, 4
     # a two-stage ResNet (a BasicBlock with identity and one with a conv+BN shortcut): the

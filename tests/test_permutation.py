@@ -15,7 +15,7 @@ from jax_ec.core import batch_rows
 from jax_ec.plan import make_schemes
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 16, 17, 100, 1797, 4097])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 16, 17, 100, *(pytest.param(n, marks=pytest.mark.slow) for n in (1797, 4097))])
 def test_permute_is_a_bijection_of_range_n(n):
     for seed in range(5):
         image = np.asarray(permute(jax.random.PRNGKey(seed), n, jnp.arange(n)))

@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +35,7 @@ def test_shipped_default_config_is_the_configs_copy():
     assert (ROOT / "jax_ec" / "default.yaml").read_text() == (ROOT / "configs" / "amazon_paper.yaml").read_text()
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_architecture_example_runs(monkeypatch):
     """docs/architecture.md's dozen lines: a config flowing to each scheme's vote of step 0."""
     text = (ROOT / "docs" / "architecture.md").read_text()

@@ -31,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jax_ec.aggregators import aggregate, repetition_groups
-from jax_ec.attacks import ADAPTIVE_PLACEMENTS, ATTACKS, PLACEMENTS, SIGN_ONLY_ATTACKS, uniform_placement
+from jax_ec.attacks import ADAPTIVE_PLACEMENTS, ATTACKS, PLACEMENTS, REAL_ATTACKS, VOTE_ATTACKS, uniform_placement
 from jax_ec.checkpoint import CHECKPOINT_DIR
 from jax_ec.cli import main
 from jax_ec.config import ConfigError, config_from_dict, load_config
@@ -269,7 +269,7 @@ def test_garbage_does_not_poison_the_model_in_any_scheme(monkeypatch):
     monkeypatch.setattr(election_module, "FUSED_MAX_TERMS", 0)
     monkeypatch.setattr(election_module, "attack_messages",
                         lambda attack, C, S, key, direction, reduce=None, loads=None: messages(attack, C))
-    monkeypatch.setattr(core_module, "real_attack_messages", lambda attack, M, g, key, sign: messages(attack, M))
+    monkeypatch.setattr(core_module, "real_attack_messages", lambda attack, M, g, key, sign, **_: messages(attack, M))
     runs = []
     for aggregator, (code, n, b) in GARBAGE_SCHEMES.items():
         scheme = {"name": "s", "code": code, "aggregator": aggregator, **({"r": 2} if code == "bernoulli" else {})}
@@ -458,7 +458,7 @@ def test_every_attack_changes_the_update_direct_trainer():
     trainers = {(aggregator, attack): build(synthetic(attack=attack, schemes=[
                     {"name": "s", "code": "uncoded", "aggregator": aggregator}]), "s", task)[:2]
                 for aggregator in ("vote", "median") for attack in ATTACKS
-                if aggregator == "vote" or attack not in SIGN_ONLY_ATTACKS}   # sign-only: no real form
+                if attack in (VOTE_ATTACKS if aggregator == "vote" else REAL_ATTACKS)}   # the forms each has
     initial = task.init(jax.random.PRNGKey(7))
     directions = jax.jit(lambda key: {name: tr.update(tr.init(key, p, initial), p, data)[0]
                                       for name, (tr, p) in trainers.items()})(jax.random.PRNGKey(3))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from jax_ec.cli import main
 
 
+@pytest.mark.slow   # a whole run; the default set keeps a shorter one of its kind
 def test_report_table_and_plot(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["run", "--out", str(run), "--no-progress", "--trials", "2", "--set", "steps=4",

@@ -19,7 +19,7 @@ coordinate does not move). With an even ``k`` the uniform model has patterns wit
 no correct direction to output and every such pattern counts as a failure, so use an odd ``k`` with
 uniform signs.
 
-**Attacks.** Every attack of :mod:`jax_ec.attacks` (``none, reverse, directional, random,
+**Attacks.** Every vote attack of :mod:`jax_ec.attacks` (``none, reverse, directional, random,
 omniscient, stealth``) with ``b`` Byzantine workers chosen by ``placement`` (``uniform``: ``b``
 workers drawn uniformly once per code draw, fixed for all of that draw's patterns, as a trial of the
 paper keeps its Byzantine set for the run; ``most_loaded``: the ``b`` workers of largest load, ties
@@ -75,7 +75,7 @@ import numpy as np
 from scipy import stats
 
 from .. import _checks
-from ..attacks import ATTACKS, most_loaded_placement, uniform_placement
+from ..attacks import VOTE_ATTACKS, most_loaded_placement, uniform_placement
 from ..codes import check_nonempty_rows, draw_bernoulli, min_nonempty_p
 from ..election import election, local_votes
 from ..results import mean_ci
@@ -95,8 +95,8 @@ __all__ = [
     "hoeffding_bound",
 ]
 
-ATTACK_NAMES: tuple[str, ...] = (*ATTACKS, "worst_case")
-"""Attacks accepted here: those of :mod:`jax_ec.attacks` plus the per-pattern omniscient worst case."""
+ATTACK_NAMES: tuple[str, ...] = (*VOTE_ATTACKS, "worst_case")
+"""Attacks accepted here: the vote attacks of :mod:`jax_ec.attacks` plus the per-pattern omniscient worst case."""
 
 PLACEMENT_NAMES: tuple[str, ...] = ("uniform", "most_loaded")
 """Byzantine placements accepted here (one set per code draw)."""
