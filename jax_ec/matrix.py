@@ -8,8 +8,8 @@ as run: the attack's name (``none`` without Byzantine workers), the IPM scale ``
 has one, and the placement when it is not ``uniform`` (``omniscient (adaptive)``). Schemes are
 grouped into one table per b; the no-attack baselines (b = 0) join every table as the column
 ``none``. Each row also gives the defense's bits per worker and step (what a worker sends per
-step: bits per coordinate × d). A run whose schemes fill fewer than two rows or two columns has
-no matrix.
+step: bits per coordinate × d). A b gets a matrix only when at least two defenses are attacked and
+at least two attacks are run (so a run comparing schemes under one attack has none).
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def matrices(summary: list[dict[str, Any]], schemes: dict[str, dict[str, Any]]) 
                 continue
             cells[(defense, attack)] = row
             bits.setdefault(defense, schemes.get(row["scheme"], {}).get("bits_per_worker_step"))
-        if len(defenses) >= 2 and len(attacks) >= 2:
+        attacked = {d for (d, a) in cells if a != "none"}
+        if len(attacked) >= 2 and len([a for a in attacks if a != "none"]) >= 2:
             out.append(Matrix(b, tuple(defenses), tuple(attacks), cells, bits, tuple(duplicates)))
     return out
 

@@ -26,6 +26,7 @@ INFO = {
     "krum@ipm[attack_scale=100]": {"b": 3, "attack": "ipm", "attack_scale": 100.0, "swept_from": "krum@ipm",
                                    "bits_per_worker_step": 320},
     "krum[attack=reverse,b=6]": {"b": 6, "attack": "reverse", "swept_from": "krum", "bits_per_worker_step": 320},
+    "krum[attack=alie,b=6]": {"b": 6, "attack": "alie", "swept_from": "krum", "bits_per_worker_step": 320},
     "mv[attack=reverse,b=6]": {"b": 6, "attack": "reverse", "swept_from": "mv", "bits_per_worker_step": 10},
     "mv_again": {"b": 6, "attack": "reverse", "swept_from": "mv", "bits_per_worker_step": 10},
 }
@@ -44,7 +45,7 @@ def test_rows_columns_and_tables_per_b():
     assert m3.attacks == ("none", "reverse", "omniscient", "omniscient (adaptive)", "ipm ε=100")
     assert m3.cells[("krum", "ipm ε=100")]["scheme"] == "krum@ipm[attack_scale=100]"
     assert ("krum", "omniscient") not in m3.cells and m3.bits == {"no_attack": 10, "mv": 10, "krum": 320}
-    assert m6.attacks == ("none", "reverse") and m6.duplicates == ("mv_again",)   # the baseline joins every b
+    assert m6.attacks == ("none", "reverse", "alie") and m6.duplicates == ("mv_again",)   # the baseline joins every b
     text = matrix_markdown(m3, "test_auc").splitlines()
     assert text[0] == "| defense (b = 3) | bits/worker/step | none | reverse | omniscient | omniscient (adaptive) | ipm ε=100 |"
     krum = next(line for line in text if line.startswith("| krum |"))
@@ -57,6 +58,10 @@ def test_no_matrix_without_two_defenses_and_two_attacks():
     assert matrices([_row("a", 0.5), _row("b", 0.6)], info) == []
     info = {"a": {"b": 3, "attack": "reverse"}, "a2": {"b": 3, "attack": "random", "swept_from": "a"}}
     assert matrices([_row("a", 0.5), _row("a2", 0.6)], info) == []
+    # the default job: a baseline and two defenses under one attack
+    info = {"clean": {"b": 0, "attack": "none"}, "mv": {"b": 5, "attack": "directional"},
+            "bern": {"b": 5, "attack": "directional"}}
+    assert matrices([_row(n, 0.5) for n in info], info) == []
 
 
 def test_heat_map_is_written_with_empty_and_nan_cells(tmp_path):
