@@ -101,6 +101,17 @@ def sanitize(M: jax.Array) -> jax.Array:
 MEDIAN_NETWORK_MAX_ROWS = 64
 
 
+def _network_sorted(M: jax.Array) -> list[jax.Array]:
+    """The rows of ``M`` in ascending order per coordinate, by an odd-even transposition network
+    (n rounds of elementwise ``minimum``/``maximum``)."""
+    n = M.shape[0]
+    rows = [M[i] for i in range(n)]
+    for rnd in range(n):
+        for i in range(rnd % 2, n - 1, 2):
+            rows[i], rows[i + 1] = jnp.minimum(rows[i], rows[i + 1]), jnp.maximum(rows[i], rows[i + 1])
+    return rows
+
+
 def median_rows(M: jax.Array) -> jax.Array:
     """The median over axis 0 (the mean of the two middle values for an even count), equal to
     ``jnp.median(M, axis=0)`` bit for bit on finite input away from the largest floats (tested;
@@ -110,10 +121,7 @@ def median_rows(M: jax.Array) -> jax.Array:
     n = M.shape[0]
     if n > MEDIAN_NETWORK_MAX_ROWS:
         return jnp.median(M, axis=0)
-    rows = [M[i] for i in range(n)]
-    for rnd in range(n):
-        for i in range(rnd % 2, n - 1, 2):
-            rows[i], rows[i + 1] = jnp.minimum(rows[i], rows[i + 1]), jnp.maximum(rows[i], rows[i + 1])
+    rows = _network_sorted(M)
     if n % 2:
         return rows[n // 2]
     return rows[n // 2 - 1] * 0.5 + rows[n // 2] * 0.5
@@ -167,16 +175,11 @@ def repetition_aggregate(M: jax.Array, groups: tuple[tuple[int, ...], ...],
 
 def sorted_rows(M: jax.Array) -> jax.Array:
     """``M`` (n, d) sorted along axis 0 (``jnp.sort(M, axis=0)``): up to
-    :data:`MEDIAN_NETWORK_MAX_ROWS` rows by the odd-even transposition network of
-    :func:`median_rows` (one fused elementwise pass; XLA:CPU's sort is far slower)."""
-    n = M.shape[0]
-    if n > MEDIAN_NETWORK_MAX_ROWS:
+    :data:`MEDIAN_NETWORK_MAX_ROWS` rows by the odd-even transposition network
+    :func:`_network_sorted` (one fused elementwise pass; XLA:CPU's sort is far slower)."""
+    if M.shape[0] > MEDIAN_NETWORK_MAX_ROWS:
         return jnp.sort(M, axis=0)
-    rows = [M[i] for i in range(n)]
-    for rnd in range(n):
-        for i in range(rnd % 2, n - 1, 2):
-            rows[i], rows[i + 1] = jnp.minimum(rows[i], rows[i + 1]), jnp.maximum(rows[i], rows[i + 1])
-    return jnp.stack(rows)
+    return jnp.stack(_network_sorted(M))
 
 
 def _assumed_f(f, n: int, name: str) -> jax.Array:
