@@ -60,7 +60,7 @@ import jax.numpy as jnp
 __all__ = ["REAL_AGGREGATORS", "AGGREGATORS", "BITS_PER_COORDINATE", "ROBUST_AGGREGATORS", "NNM_AGGREGATORS",
            "ASSUMES_F", "CENTERED", "GEOMETRIC_MEDIAN_NU", "GEOMETRIC_MEDIAN_ITERATIONS", "CENTERED_CLIPPING_TAU",
            "CENTERED_CLIPPING_ITERATIONS", "worker_means", "sanitize", "median_rows", "coordinate_median",
-           "mean_aggregate", "repetition_groups", "repetition_weights", "repetition_aggregate", "sorted_rows",
+           "mean_aggregate", "repetition_groups", "repetition_weights", "repetition_aggregate", "sorted_rows", "stable_ranks",
            "trimmed_mean", "squared_distances", "krum_scores", "krum", "multi_krum", "geometric_median",
            "centered_clipping", "nnm", "aggregate"]
 
@@ -220,7 +220,7 @@ def krum_scores(D: jax.Array, f) -> jax.Array:
     return jnp.where(nearest, jnp.sort(D, axis=1), 0.0).sum(axis=1)
 
 
-def _ranks(scores: jax.Array, axis: int = -1) -> jax.Array:
+def stable_ranks(scores: jax.Array, axis: int = -1) -> jax.Array:
     """Rank of every entry along ``axis`` (0 = smallest; ties to the lower index)."""
     return jnp.argsort(jnp.argsort(scores, axis=axis, stable=True), axis=axis, stable=True)
 
@@ -238,7 +238,7 @@ def multi_krum(M: jax.Array, f) -> jax.Array:
     n = M.shape[0]
     f = _assumed_f(f, n, "multi_krum")
     B = _bounded(M)
-    chosen = (_ranks(krum_scores(squared_distances(B), f)) < n - f).astype(M.dtype)
+    chosen = (stable_ranks(krum_scores(squared_distances(B), f)) < n - f).astype(M.dtype)
     return (chosen @ B) / (n - f).astype(M.dtype)
 
 
@@ -248,7 +248,7 @@ def nnm(M: jax.Array, f) -> jax.Array:
     n = M.shape[0]
     f = _assumed_f(f, n, "nnm")
     B = _bounded(M)
-    near = (_ranks(squared_distances(B), axis=1) < n - f).astype(M.dtype)
+    near = (stable_ranks(squared_distances(B), axis=1) < n - f).astype(M.dtype)
     return (near @ B) / (n - f).astype(M.dtype)
 
 

@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks
+from .aggregators import stable_ranks
 
 __all__ = ["Attack", "ATTACK_TABLE", "ATTACKS", "PLACEMENTS", "ADAPTIVE_PLACEMENTS", "RANDOM_ATTACKS",
            "SIGN_ONLY_ATTACKS", "COORDINATEWISE_ATTACKS", "VOTE_ATTACKS", "REAL_ATTACKS", "REAL_ONLY_ATTACKS",
@@ -304,7 +305,7 @@ def real_attack_messages(attack: str, M: jax.Array, grads: jax.Array, key: jax.A
 
 def _lowest_ranked(scores: jax.Array, b: int | jax.Array) -> jax.Array:
     """Boolean mask of the ``b`` entries with the smallest score (stable: ties to the lower index)."""
-    rank = jnp.argsort(jnp.argsort(scores, stable=True), stable=True)
+    rank = stable_ranks(scores)
     return rank < b
 
 
